@@ -1,0 +1,270 @@
+"""A registry that cannot lie, on nothing but an artifact store (a disk or S3).
+
+Layout below the store's root::
+
+    <model>/artifacts/<sha256>/model.skops    the model, content-addressed (racers never collide)
+    <model>/artifacts/<sha256>/candidate.json what training recorded about it
+    <model>/versions/<n>.json                 the manifest; creating it IS the commit
+    <model>/aliases/<alias>.json              {version, previous, moved_at, by, reason}, CAS-replaced
+    <model>/claims/<hash>.json                idempotency: which version a task attempt produced
+
+Guarantees: a version number is never given twice (manifests are created only if absent);
+a crash before the manifest leaves only an unreferenced artifact; moving an alias is a
+compare-and-swap; a retried register (same idempotency key *and* same candidate sha256)
+returns the version it made the first time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from mlops_airflow.exceptions import (
+    AliasConflict,
+    ArtifactNotFound,
+    ConfigError,
+    ModelNotFound,
+    RegistryError,
+)
+from mlops_airflow.storage import ArtifactStore, sha256_hex
+
+#: Version of the manifest / alias / candidate record formats written by this code.
+FORMAT_VERSION = 1
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_VERSION_FILE = re.compile(r"^versions/(\d+)\.json$")
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def to_json(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, indent=2, sort_keys=True, default=str).encode()
+
+
+def idempotency_key(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
+    """The key that makes a retried task attempt find its own version."""
+    return f"{dag_id}/{run_id}/{task_id}/{map_index}"
+
+
+def check_name(name: str, what: str = "model_name") -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"{what}={name!r} is not valid: use 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+class ModelRegistry:
+    """Versions, aliases and artifacts of models, kept in an :class:`ArtifactStore`."""
+
+    def __init__(self, store: ArtifactStore) -> None:
+        self.store = store
+
+    # -- artifacts -------------------------------------------------------------------
+    def artifact_key(self, model: str, sha256: str, name: str = "model.skops") -> str:
+        return f"{check_name(model)}/artifacts/{sha256}/{name}"
+
+    def put_artifact(self, model: str, data: bytes, candidate: dict[str, Any]) -> dict[str, Any]:
+        """Store a candidate model and its record; returns the record with ``sha256`` and ``artifact_uri``."""
+        sha = sha256_hex(data)
+        key = self.artifact_key(model, sha)
+        if not self.store.exists(key):
+            self.store.write_bytes(key, data)
+        record = {
+            **candidate,
+            "format_version": FORMAT_VERSION,
+            "model_name": model,
+            "sha256": sha,
+            "artifact_uri": self.store.url(key),
+            "size_bytes": len(data),
+        }
+        self.store.write_bytes(self.artifact_key(model, sha, "candidate.json"), to_json(record))
+        return record
+
+    def read_artifact(self, model: str, sha256: str) -> bytes:
+        return self.store.read_bytes(self.artifact_key(model, sha256))
+
+    def candidate(self, model: str, sha256: str) -> dict[str, Any]:
+        try:
+            return self._read_json(self.artifact_key(model, sha256, "candidate.json"))
+        except ArtifactNotFound as exc:
+            raise ModelNotFound(f"no candidate {sha256[:12]} for model {model!r}") from exc
+
+    # -- versions --------------------------------------------------------------------
+    def list_models(self) -> list[str]:
+        return sorted({key.split("/", 1)[0] for key in self.store.glob("*/versions/*.json")})
+
+    def list_versions(self, model: str) -> list[int]:
+        versions = []
+        for key in self.store.list(f"{check_name(model)}/versions"):
+            match = _VERSION_FILE.match(key.split("/", 1)[1])
+            if match:
+                versions.append(int(match.group(1)))
+        return sorted(versions)
+
+    def get_version(self, model: str, version: int) -> dict[str, Any]:
+        try:
+            return self._read_json(f"{check_name(model)}/versions/{int(version)}.json")
+        except ArtifactNotFound as exc:
+            raise ModelNotFound(f"model {model!r} has no version {version}") from exc
+
+    def latest(self, model: str) -> dict[str, Any]:
+        versions = self.list_versions(model)
+        if not versions:
+            raise ModelNotFound(f"no model named {model!r} in {self.store.uri}")
+        return self.get_version(model, versions[-1])
+
+    def register(self, model: str, manifest: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        """Commit a new version of ``model`` and return its manifest (with ``version``).
+
+        ``manifest`` must hold the candidate's ``sha256``, whose artifact must exist. A retry
+        with the same idempotency key and sha256 returns the version made the first time.
+        """
+        check_name(model)
+        sha = manifest.get("sha256")
+        if not sha or not self.store.exists(self.artifact_key(model, sha)):
+            raise RegistryError(f"cannot register {model!r}: no stored artifact for sha256 {sha!r}")
+
+        claim_key = f"{model}/claims/{sha256_hex(f'{idempotency_key}|{sha}'.encode())}.json"
+        claim = {"idempotency_key": idempotency_key, "sha256": sha, "version": None}
+        if not self.store.create(claim_key, to_json(claim)):
+            mine = self._find_own(model, self._read_json(claim_key).get("version"), idempotency_key, sha)
+            if mine is not None:
+                return mine
+
+        while True:
+            versions = self.list_versions(model)
+            number = (versions[-1] if versions else 0) + 1
+            record = {
+                **manifest,
+                "format_version": FORMAT_VERSION,
+                "model_name": model,
+                "version": number,
+                "idempotency_key": idempotency_key,
+                "registered_at": utcnow(),
+            }
+            key = f"{model}/versions/{number}.json"
+            if self.store.create(key, to_json(record)):
+                break
+            existing = self._read_json(key)
+            if self._is_own(existing, idempotency_key, sha):
+                record = existing  # our own earlier PUT whose answer was lost
+                break
+        self.store.write_bytes(claim_key, to_json({**claim, "version": record["version"]}))
+        return record
+
+    @staticmethod
+    def _is_own(record: dict[str, Any], idempotency_key: str, sha: str) -> bool:
+        return record.get("idempotency_key") == idempotency_key and record.get("sha256") == sha
+
+    def _find_own(self, model: str, hint: int | None, idempotency_key: str, sha: str) -> dict[str, Any] | None:
+        """The version an earlier attempt made, if it got that far (newest first: retries are recent)."""
+        candidates = [hint] if hint else list(reversed(self.list_versions(model)))
+        for number in candidates:
+            record = self.get_version(model, number)
+            if self._is_own(record, idempotency_key, sha):
+                return record
+        return None
+
+    # -- aliases ---------------------------------------------------------------------
+    def get_alias(self, model: str, alias: str) -> dict[str, Any] | None:
+        try:
+            return self._read_json(f"{check_name(model)}/aliases/{check_name(alias, 'alias')}.json")
+        except ArtifactNotFound:
+            return None
+
+    def aliases(self, model: str) -> dict[str, int]:
+        found = {}
+        for key in self.store.list(f"{check_name(model)}/aliases"):
+            name = key.rsplit("/", 1)[1].removesuffix(".json")
+            record = self.get_alias(model, name)
+            if record:
+                found[name] = int(record["version"])
+        return found
+
+    def resolve(self, model: str, *, version: int | None = None, alias: str | None = None) -> dict[str, Any]:
+        """The manifest named by a version or an alias (the latest version if neither)."""
+        if version is not None and alias is not None:
+            raise ValueError("give version or alias, not both")
+        if alias is not None:
+            record = self.get_alias(model, alias)
+            if record is None:
+                raise ModelNotFound(f"model {model!r} has no alias {alias!r}")
+            return self.get_version(model, record["version"])
+        if version is not None:
+            return self.get_version(model, version)
+        return self.latest(model)
+
+    def set_alias(
+        self,
+        model: str,
+        alias: str,
+        version: int,
+        *,
+        expected: int | None,
+        by: str,
+        reason: str,
+    ) -> dict[str, Any]:
+        """Point ``alias`` at ``version`` only if it still points at ``expected`` (None: absent).
+
+        Raises :class:`AliasConflict` if the alias moved meanwhile; the caller decides
+        what to do (the deploy stage re-evaluates instead of promoting).
+        """
+        self.get_version(model, version)  # the target must exist
+        key = f"{check_name(model)}/aliases/{check_name(alias, 'alias')}.json"
+        record = {
+            "format_version": FORMAT_VERSION,
+            "model_name": model,
+            "alias": alias,
+            "version": int(version),
+            "previous": expected,
+            "moved_at": utcnow(),
+            "by": by,
+            "reason": reason,
+        }
+        try:
+            data, token = self.store.read_versioned(key)
+        except ArtifactNotFound:
+            if expected is not None:
+                raise AliasConflict(f"{model}@{alias} does not exist; expected it at version {expected}") from None
+            if not self.store.create(key, to_json(record)):
+                raise AliasConflict(f"{model}@{alias} was created by someone else meanwhile") from None
+            return record
+        current = json.loads(data)
+        if current.get("version") != expected:
+            raise AliasConflict(
+                f"{model}@{alias} is at version {current.get('version')}, expected {expected}"
+            )
+        if not self.store.replace_if(key, to_json(record), token):
+            raise AliasConflict(f"{model}@{alias} moved while it was being set")
+        return record
+
+    def wait_for_alias(self, model: str, alias: str, *, timeout: float, poll: float = 1.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.get_alias(model, alias)
+            if record is not None:
+                return record
+            if time.monotonic() >= deadline:
+                raise ModelNotFound(f"model {model!r} has no alias {alias!r} after {timeout:.0f}s")
+            time.sleep(poll)
+
+    # -- records ---------------------------------------------------------------------
+    def write_record(self, key: str, record: dict[str, Any]) -> str:
+        self.store.write_bytes(key, to_json(record))
+        return self.store.url(key)
+
+    def _read_json(self, key: str) -> dict[str, Any]:
+        data = self.store.read_bytes(key)
+        try:
+            record = json.loads(data)
+        except ValueError as exc:
+            raise RegistryError(f"{self.store.url(key)} is not valid JSON: {exc}") from exc
+        if not isinstance(record, dict):
+            raise RegistryError(f"{self.store.url(key)} does not hold a JSON object")
+        return record

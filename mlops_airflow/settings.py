@@ -1,0 +1,57 @@
+"""Where things live: one setting for the registry, with a documented precedence.
+
+``registry_uri()`` resolves, first match wins:
+
+1. the ``MLOPS_AIRFLOW_REGISTRY_URI`` environment variable;
+2. Airflow's config ``[mlops_airflow] registry_uri`` (``AIRFLOW__MLOPS_AIRFLOW__REGISTRY_URI``
+   or ``airflow.cfg``), read without importing Airflow so the CLI and server stay light;
+3. ``$AIRFLOW_HOME/mlops_registry`` (``~/airflow/mlops_registry`` when AIRFLOW_HOME is unset).
+
+The model server's URL used by the local deploy target resolves the same way from
+``MLOPS_AIRFLOW_SERVER_URL`` / ``[mlops_airflow] server_url``, default ``http://127.0.0.1:8765``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from pathlib import Path
+
+SECTION = "mlops_airflow"
+DEFAULT_SERVER_URL = "http://127.0.0.1:8765"
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+
+
+def _setting(key: str) -> str | None:
+    env = os.environ.get(f"MLOPS_AIRFLOW_{key.upper()}")
+    if env:
+        return env
+    env = os.environ.get(f"AIRFLOW__{SECTION.upper()}__{key.upper()}")
+    if env:
+        return env
+    cfg_path = Path(os.environ.get("AIRFLOW_CONFIG") or airflow_home() / "airflow.cfg")
+    if cfg_path.is_file():
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(cfg_path)
+        if parser.has_option(SECTION, key):
+            return parser.get(SECTION, key) or None
+    return None
+
+
+def registry_uri() -> str:
+    """The registry root: a local path or ``s3://bucket/prefix``."""
+    return _setting("registry_uri") or str(airflow_home() / "mlops_registry")
+
+
+def server_url() -> str:
+    """The base URL of the local model server the local deploy target talks to."""
+    return (_setting("server_url") or DEFAULT_SERVER_URL).rstrip("/")
+
+
+def estimator_allowlist_extra() -> list[str]:
+    """Dotted paths allowed beyond scikit-learn's own estimators (comma-separated setting)."""
+    raw = _setting("estimator_allowlist") or ""
+    return [item.strip() for item in raw.split(",") if item.strip()]

@@ -1,0 +1,70 @@
+"""The artifact store interface: keys are ``/``-separated paths below a root URI."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from abc import ABC, abstractmethod
+
+
+class ArtifactStore(ABC):
+    """Bytes under keys, with the two atomic primitives the registry is built on.
+
+    ``create`` writes only if nothing is there yet, and ``replace_if`` replaces only if
+    the object is unchanged since it was read (compare-and-swap). Everything else is an
+    ordinary read or write.
+    """
+
+    #: The root URI (a local path or ``s3://bucket/prefix``).
+    uri: str
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """The object's bytes; ``ArtifactNotFound`` if there is none."""
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write (or overwrite) an object; readers never see a partial object."""
+
+    @abstractmethod
+    def create(self, key: str, data: bytes) -> bool:
+        """Write only if no object exists at ``key``: True if written, False if one existed."""
+
+    @abstractmethod
+    def read_versioned(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and a token that ``replace_if`` compares against."""
+
+    @abstractmethod
+    def replace_if(self, key: str, data: bytes, token: str) -> bool:
+        """Replace the object only if it still carries ``token``: True if replaced."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether an object exists at ``key``."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys of all objects below ``prefix``, sorted."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object (no error if absent)."""
+
+    def url(self, key: str) -> str:
+        """A URI naming the object, for people and for records."""
+        return f"{self.uri.rstrip('/')}/{key}"
+
+    def glob(self, pattern: str) -> list[str]:
+        """Keys matching a shell pattern (``*`` does not cross ``/``), sorted."""
+        head = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
+        prefix = head.rsplit("/", 1)[0] if "/" in head else ""
+        depth = pattern.count("/")
+        return [
+            key
+            for key in self.list(prefix)
+            if key.count("/") == depth and fnmatch.fnmatchcase(key, pattern)
+        ]
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
