@@ -46,6 +46,7 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "sklearn._loss._loss.CyPinballLoss",
         "sklearn.utils._bunch.Bunch",
         "collections.OrderedDict",
+        "numpy.dtype",
     }
 )
 

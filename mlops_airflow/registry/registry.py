@@ -244,6 +244,21 @@ class ModelRegistry:
             raise AliasConflict(f"{model}@{alias} moved while it was being set")
         return record
 
+    def remove_alias(self, model: str, alias: str, *, expected: int) -> None:
+        """Delete ``alias`` if it still points at ``expected`` (a rollback when there was no champion).
+
+        Not every S3-compatible server supports a conditional delete, so the check and the
+        delete are two requests; deploys of one model run one at a time, which keeps the
+        window harmless in practice.
+        """
+        key = f"{check_name(model)}/aliases/{check_name(alias, 'alias')}.json"
+        current = self.get_alias(model, alias)
+        if current is None:
+            return
+        if current.get("version") != expected:
+            raise AliasConflict(f"{model}@{alias} is at version {current.get('version')}, expected {expected}")
+        self.store.delete(key)
+
     def wait_for_alias(self, model: str, alias: str, *, timeout: float, poll: float = 1.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:

@@ -1,0 +1,73 @@
+"""What every mlops-airflow operator shares: the registry hook, lineage and error policy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from mlops_airflow.hooks.registry import RegistryHook
+    from mlops_airflow.registry import ModelRegistry
+
+
+class MlopsBaseOperator(BaseOperator):
+    """Base of the pipeline operators.
+
+    Errors that retrying cannot fix (bad data, a broken spec, a refused verdict) fail the
+    task at once with ``AirflowFailException``; storage and network errors propagate as
+    they are, so Airflow's retries apply.
+
+    :param registry_uri: the registry root (templated); default from settings.
+    :param conn_id: Airflow connection for S3 registries.
+    """
+
+    template_fields: Sequence[str] = ("registry_uri",)
+    ui_color = "#e8f4ea"
+    #: Each stage has a default timeout so a hung task cannot hold the model's only run slot.
+    default_timeout = timedelta(minutes=30)
+
+    def __init__(self, *, registry_uri: str | None = None, conn_id: str = "mlops_s3", **kwargs: Any) -> None:
+        kwargs.setdefault("execution_timeout", self.default_timeout)
+        super().__init__(**kwargs)
+        self.registry_uri = registry_uri
+        self.conn_id = conn_id
+
+    @cached_property
+    def hook(self) -> RegistryHook:
+        from mlops_airflow.hooks.registry import RegistryHook
+
+        return RegistryHook(registry_uri=self.registry_uri or None, conn_id=self.conn_id)
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        return self.hook.get_registry()
+
+    @staticmethod
+    def lineage(context: Context) -> dict[str, Any]:
+        ti = context["ti"]
+        return {
+            "dag_id": ti.dag_id,
+            "run_id": ti.run_id,
+            "task_id": ti.task_id,
+            "map_index": getattr(ti, "map_index", -1),
+            "try_number": getattr(ti, "try_number", None),
+        }
+
+    def execute(self, context: Context) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from mlops_airflow.exceptions import PERMANENT_ERRORS
+
+        try:
+            return self.run(context)
+        except PERMANENT_ERRORS as exc:
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+    def run(self, context: Context) -> Any:
+        raise NotImplementedError

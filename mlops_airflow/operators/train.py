@@ -1,0 +1,81 @@
+"""Train a candidate model on a validated dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from mlops_airflow.operators.base import MlopsBaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class TrainModelOperator(MlopsBaseOperator):
+    """Fit an allowlisted scikit-learn estimator inside the default preprocessing.
+
+    The candidate lands in the artifact store, content-addressed by its sha256; only
+    small facts travel through XCom.
+
+    :param model_name: the model (templated).
+    :param dataset_uri: the validated snapshot from :class:`ValidateDataOperator` (templated).
+    :param target: the target column (templated).
+    :param estimator: dotted path of an allowlisted estimator, or ``auto`` (templated).
+    :param estimator_params: keyword arguments for the estimator (templated).
+    :param row_key: column whose hash chooses the holdout; None hashes the whole row (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        "registry_uri", "model_name", "dataset_uri", "target", "estimator", "estimator_params", "row_key",
+    )
+    default_timeout = timedelta(hours=2)
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        dataset_uri: str,
+        target: str,
+        estimator: str = "auto",
+        estimator_params: dict[str, Any] | None = None,
+        row_key: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.dataset_uri = dataset_uri
+        self.target = target
+        self.estimator = estimator
+        self.estimator_params = estimator_params
+        self.row_key = row_key
+
+    def run(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.exceptions import ConfigError
+        from mlops_airflow.pipeline.train import run_training
+
+        if self.estimator_params is not None and not isinstance(self.estimator_params, dict):
+            raise ConfigError(f"estimator_params must be a mapping, got {self.estimator_params!r}")
+        record = run_training(
+            self.registry,
+            model_name=self.model_name,
+            dataset_uri=self.dataset_uri,
+            target=self.target,
+            estimator=self.estimator,
+            estimator_params=self.estimator_params,
+            row_key=self.row_key or None,
+            lineage=self.lineage(context),
+        )
+        self.log.info(
+            "Trained %s (%s) in %ss: candidate %s (%d bytes)",
+            record["estimator"], record["task_type"], record["fit_seconds"], record["sha256"][:12], record["size_bytes"],
+        )
+        return {
+            "sha256": record["sha256"],
+            "artifact_uri": record["artifact_uri"],
+            "task_type": record["task_type"],
+            "estimator": record["estimator"],
+            "train_rows": record["split"]["train_rows"],
+            "holdout_rows": record["split"]["holdout_rows"],
+            "fit_seconds": record["fit_seconds"],
+        }

@@ -1,0 +1,81 @@
+"""Validate a dataset before anything trains on it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_airflow.operators.base import MlopsBaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def dag_folder(context: Context) -> str | None:
+    """The DAG file's folder: relative spec paths in Params resolve against it."""
+    fileloc = getattr(context.get("dag"), "fileloc", None)
+    return str(Path(fileloc).parent) if fileloc else None
+
+
+class ValidateDataOperator(MlopsBaseOperator):
+    """Check a dataset with Great Expectations and store a typed snapshot of it.
+
+    Always runs the minimal check (readable, non-empty, target present, columns as in
+    the champion's schema); with a spec, also its types, ranges, sets, nulls and more.
+    Returns a SUMMARY-sized result (never GX's COMPLETE one) with ``dataset_uri``, the
+    snapshot later stages read. On failure the summary is pushed to XCom under
+    ``validation_summary`` first, then the task fails naming up to ten failed checks.
+
+    :param data_uri: CSV/Parquet path or ``s3://`` URI; ``*`` matches several files (templated).
+    :param target: the target column (templated).
+    :param model_name: the model whose champion schema applies (templated).
+    :param validation: a YAML spec path, inline spec or dict; None for the minimal check (templated).
+    :param redact_samples: leave sample values out of results and reports (they can be personal data).
+    """
+
+    template_fields: Sequence[str] = ("registry_uri", "data_uri", "target", "model_name", "validation")
+    default_timeout = timedelta(minutes=30)
+
+    def __init__(
+        self,
+        *,
+        data_uri: str,
+        target: str,
+        model_name: str,
+        validation: str | dict[str, Any] | None = None,
+        redact_samples: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.data_uri = data_uri
+        self.target = target
+        self.model_name = model_name
+        self.validation = validation
+        self.redact_samples = redact_samples
+
+    def run(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.exceptions import DataValidationError
+        from mlops_airflow.pipeline.validate import run_validation
+
+        try:
+            summary = run_validation(
+                self.registry,
+                model_name=self.model_name,
+                data_uri=self.data_uri,
+                target=self.target,
+                validation=self.validation or None,
+                spec_base_dir=dag_folder(context),
+                redact_samples=self.redact_samples,
+                s3_client=self.hook.s3_client,
+            )
+        except DataValidationError as exc:
+            context["ti"].xcom_push(key="validation_summary", value=exc.summary)
+            raise
+        stats = summary.get("statistics", {})
+        self.log.info(
+            "Validation passed: %s rows, %s checks (%s warnings); report: %s",
+            summary.get("rows"), stats.get("evaluated"), stats.get("failed_warnings"), summary["report_uri"],
+        )
+        return summary

@@ -1,0 +1,65 @@
+"""Provider registration: Airflow reads this through the ``apache_airflow_provider`` entry point.
+
+Kept import-free: Airflow calls it while discovering providers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PACKAGE_NAME = "mlops-airflow"
+OPERATOR_MODULES = [
+    "mlops_airflow.operators.validate",
+    "mlops_airflow.operators.train",
+    "mlops_airflow.operators.evaluate",
+    "mlops_airflow.operators.register",
+    "mlops_airflow.operators.deploy",
+    "mlops_airflow.operators.summary",
+]
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": PACKAGE_NAME,
+        "name": "mlops-airflow",
+        "description": "Continuous training of scikit-learn models with quality gates between the stages.",
+        "integrations": [{"integration-name": "mlops-airflow", "tags": ["software"]}],
+        "operators": [{"integration-name": "mlops-airflow", "python-modules": OPERATOR_MODULES}],
+        "hooks": [{"integration-name": "mlops-airflow", "python-modules": ["mlops_airflow.hooks.registry"]}],
+        "connection-types": [
+            {
+                "connection-type": "mlops_s3",
+                "hook-class-name": "mlops_airflow.hooks.registry.RegistryHook",
+                "hook-name": "mlops-airflow S3 registry",
+            }
+        ],
+        "config": {
+            "mlops_airflow": {
+                "description": "Where mlops-airflow keeps its registry and finds its model server.",
+                "options": {
+                    "registry_uri": {
+                        "description": "Registry root: a local path or s3://bucket/prefix. "
+                        "Default: $AIRFLOW_HOME/mlops_registry.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://ml-models/registry",
+                        "default": None,
+                    },
+                    "server_url": {
+                        "description": "Base URL of the local model server the local deploy target waits on.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "http://127.0.0.1:8765",
+                        "default": "http://127.0.0.1:8765",
+                    },
+                    "estimator_allowlist": {
+                        "description": "Comma-separated dotted paths of estimators allowed beyond scikit-learn's own.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "xgboost.XGBClassifier",
+                        "default": "",
+                    },
+                },
+            }
+        },
+    }
