@@ -16,7 +16,7 @@ The hierarchy, rooted in a plain ``Exception`` so that the core stays free of Ai
     │   ├── AliasConflict           an alias moved since it was read (compare-and-swap lost)
     │   └── VerdictMismatch         a verdict does not bind to this candidate, data, gate or champion
     ├── UnsafeModelError            a model failed its checksum or trusted-types check
-    └── DeployError                 a deployment did not reach a serving, healthy state
+    └── DeployError                 a deployment did not reach a serving, healthy state (never retried)
 
 Operators turn the "never retried" branches into ``AirflowFailException``.
 """
@@ -94,4 +94,5 @@ PERMANENT_ERRORS: tuple[type[MlopsError], ...] = (
     DataError,
     RegistryError,
     UnsafeModelError,
+    DeployError,  # the alias was already rolled back: alert rather than retry
 )

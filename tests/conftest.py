@@ -74,15 +74,11 @@ def s3_endpoint() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def make_s3_client(endpoint: str):  # type: ignore[no-untyped-def]
-    import boto3
-
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-
-
 @pytest.fixture
 def s3_client(s3_endpoint: str):  # type: ignore[no-untyped-def]
-    return make_s3_client(s3_endpoint)
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
 
 
 @pytest.fixture

@@ -39,7 +39,6 @@ class RegistryHook(BaseHook):
 
     def get_s3_client(self) -> Any:
         import boto3
-
         from airflow.sdk.exceptions import AirflowNotFoundException
 
         try:

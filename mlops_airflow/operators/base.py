@@ -21,7 +21,8 @@ class MlopsBaseOperator(BaseOperator):
 
     Errors that retrying cannot fix (bad data, a broken spec, a refused verdict) fail the
     task at once with ``AirflowFailException``; storage and network errors propagate as
-    they are, so Airflow's retries apply.
+    they are, so Airflow's retries apply. Either way the one-line reason is pushed to XCom
+    under ``error`` first, so the run summary can say why the run stopped.
 
     :param registry_uri: the registry root (templated); default from settings.
     :param conn_id: Airflow connection for S3 registries.
@@ -34,6 +35,8 @@ class MlopsBaseOperator(BaseOperator):
 
     def __init__(self, *, registry_uri: str | None = None, conn_id: str = "mlops_s3", **kwargs: Any) -> None:
         kwargs.setdefault("execution_timeout", self.default_timeout)
+        # Each key of the result is its own XCom too, so DAGs can wire `op.output["key"]`.
+        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.registry_uri = registry_uri
         self.conn_id = conn_id
@@ -62,12 +65,16 @@ class MlopsBaseOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from mlops_airflow.exceptions import PERMANENT_ERRORS
+        from mlops_airflow.exceptions import PERMANENT_ERRORS, MlopsError
 
         try:
             return self.run(context)
-        except PERMANENT_ERRORS as exc:
-            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        except MlopsError as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            context["ti"].xcom_push(key="error", value=reason)
+            if isinstance(exc, PERMANENT_ERRORS):
+                raise AirflowFailException(reason) from exc
+            raise
 
     def run(self, context: Context) -> Any:
         raise NotImplementedError

@@ -42,7 +42,8 @@ class RunSummaryOperator(MlopsBaseOperator):
             value = ti.xcom_pull(task_ids=task_id)
             if value is None and stage == "validate":
                 value = ti.xcom_pull(task_ids=task_id, key="validation_summary")
-            results[stage] = value
+            error = ti.xcom_pull(task_ids=task_id, key="error")
+            results[stage] = {**(value or {}), "error": error} if error else value
         states = _states(ti, list(self.stages.values()))
         states = {stage: states.get(task_id, "unknown") for stage, task_id in self.stages.items()}
         record = record_run(self.registry, model_name=self.model_name, run_id=ti.run_id, dag_id=ti.dag_id,

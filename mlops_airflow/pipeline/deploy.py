@@ -84,7 +84,8 @@ def run_deployment(
         served = target.wait_for_version(model_name, version, manifest["sha256"])
     except Exception as exc:
         _roll_back(registry, model_name, alias, version, expected, by, reason=str(exc))
-        raise DeployError(f"v{version} did not come up on the serving target, rolled back to v{expected}: {exc}") from exc
+        back = f"v{expected}" if expected is not None else "no champion"
+        raise DeployError(f"v{version} did not come up on the serving target, rolled back to {back}: {exc}") from exc
     return {"promoted": True, "version": version, "previous_version": expected, "served": True,
             "server": {k: served.get(k) for k in ("model_name", "version", "loaded_at")}}
 

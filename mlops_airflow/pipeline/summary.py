@@ -54,6 +54,10 @@ def format_run(record: dict[str, Any]) -> str:
     """The human-readable story of a run, as the demo prints it."""
     results, states = record["results"], record["states"]
     lines = [f"Run {record['run_id']} of {record['dag_id']} for model {record['model_name']}"]
+    for stage in STAGES:
+        error = (results.get(stage) or {}).get("error")
+        if error:
+            lines.append(f"STOPPED at {stage}: {error}")
     validation = results.get("validate") or {}
     stats = validation.get("statistics", {})
     lines.append(f"\n[validate] {states.get('validate')}")

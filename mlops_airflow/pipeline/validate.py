@@ -34,7 +34,12 @@ def run_validation(
     Raises :class:`DataValidationError` (with the summary attached) when an error-severity
     check fails; the report is stored first so the message can point at it.
     """
-    from mlops_airflow.validation import declared_constraints, load_validation_spec, render_report, validate_dataset
+    from mlops_airflow.validation import (
+        declared_constraints,
+        load_validation_spec,
+        render_report,
+        validate_dataset,
+    )
 
     check_name(model_name)
     spec = load_validation_spec(validation, base_dir=spec_base_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import fnmatch
 import hashlib
 from abc import ABC, abstractmethod
@@ -43,7 +44,7 @@ class ArtifactStore(ABC):
         """Whether an object exists at ``key``."""
 
     @abstractmethod
-    def list(self, prefix: str = "") -> list[str]:
+    def list(self, prefix: str = "") -> builtins.list[str]:
         """Keys of all objects below ``prefix``, sorted."""
 
     @abstractmethod
@@ -54,7 +55,7 @@ class ArtifactStore(ABC):
         """A URI naming the object, for people and for records."""
         return f"{self.uri.rstrip('/')}/{key}"
 
-    def glob(self, pattern: str) -> list[str]:
+    def glob(self, pattern: str) -> builtins.list[str]:
         """Keys matching a shell pattern (``*`` does not cross ``/``), sorted."""
         head = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
         prefix = head.rsplit("/", 1)[0] if "/" in head else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -127,12 +128,12 @@ class S3Store(ArtifactStore):
             return False
         return True
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list(self, prefix: str = "") -> builtins.list[str]:
         full = self._key(prefix)
         if prefix and not full.endswith("/"):
             full += "/"
 
-        def collect() -> list[str]:
+        def collect() -> builtins.list[str]:
             keys: list[str] = []
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full):

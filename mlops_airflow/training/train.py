@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from mlops_airflow.exceptions import ConfigError, DataError
-from mlops_airflow.training.estimators import AUTO_CLASSIFIER, AUTO_REGRESSOR, make_estimator, resolve_estimator
+from mlops_airflow.training.estimators import (
+    AUTO_CLASSIFIER,
+    AUTO_REGRESSOR,
+    make_estimator,
+    resolve_estimator,
+)
 from mlops_airflow.training.preprocessing import default_preprocessor
 
 if TYPE_CHECKING:

@@ -20,9 +20,9 @@ RACERS = 8
 
 def build_registry(spec: dict[str, Any], client: Any = None) -> ModelRegistry:
     if spec["backend"] == "s3":
-        from conftest import make_s3_client
+        import boto3
 
-        client = client or make_s3_client(spec["endpoint"])
+        client = client or boto3.client("s3", endpoint_url=spec["endpoint"], region_name="us-east-1")
         return ModelRegistry(open_store(spec["uri"], s3_client=client))
     return ModelRegistry(open_store(spec["uri"]))
 
@@ -176,10 +176,8 @@ def _s3_spec(s3_endpoint: str, s3_bucket: str) -> dict[str, Any]:
     return {"backend": "s3", "uri": f"s3://{s3_bucket}/reg", "endpoint": s3_endpoint}
 
 
-def test_s3_conflict_409_retries_the_same_version(s3_endpoint: str, s3_bucket: str) -> None:
-    from conftest import make_s3_client
-
-    client = _InjectedClient(make_s3_client(s3_endpoint), conflicts=2)
+def test_s3_conflict_409_retries_the_same_version(s3_endpoint: str, s3_bucket: str, s3_client: Any) -> None:
+    client = _InjectedClient(s3_client, conflicts=2)
     registry = build_registry(_s3_spec(s3_endpoint, s3_bucket), client)
     record = registry.register("m", candidate(registry, b"x"), idempotency_key="k")
     assert record["version"] == 1
@@ -187,10 +185,8 @@ def test_s3_conflict_409_retries_the_same_version(s3_endpoint: str, s3_bucket: s
     assert registry.list_versions("m") == [1]
 
 
-def test_s3_lost_response_is_recognised_as_our_own_version(s3_endpoint: str, s3_bucket: str) -> None:
-    from conftest import make_s3_client
-
-    client = _InjectedClient(make_s3_client(s3_endpoint), lose_answer_for="versions/1.json")
+def test_s3_lost_response_is_recognised_as_our_own_version(s3_endpoint: str, s3_bucket: str, s3_client: Any) -> None:
+    client = _InjectedClient(s3_client, lose_answer_for="versions/1.json")
     registry = build_registry(_s3_spec(s3_endpoint, s3_bucket), client)
     record = registry.register("m", candidate(registry, b"x"), idempotency_key="k")
     assert record["version"] == 1

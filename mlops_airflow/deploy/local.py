@@ -1,0 +1,171 @@
+"""The local deploy target: the model server that ``mlops-airflow serve`` runs on this host.
+
+Deploying to it means moving the registry alias (the deploy stage does that) and then
+waiting until the server, which follows the alias, reports the new version and checksum.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import httpx
+
+from mlops_airflow.exceptions import DeployError
+
+
+def _jsonable(value: Any) -> Any:
+    """A row value as JSON can carry it: numpy scalars unboxed, NaN / NA as null."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str, bytes)):
+        try:
+            value = value.item()
+        except (ValueError, TypeError):
+            pass
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if type(value).__name__ == "Timestamp":
+        return value.isoformat()
+    return value
+
+
+def _body_text(response: httpx.Response, limit: int = 2000) -> str:
+    text = response.text
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class LocalServerTarget:
+    """A model server reached over HTTP at ``base_url`` (the one ``mlops-airflow serve`` starts).
+
+    ``timeout`` bounds :meth:`wait_for_version`; ``poll`` is the pause between attempts.
+    Pass ``client`` to control transport and TLS (tests pass an ``httpx.MockTransport``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 60,
+        poll: float = 0.5,
+        client: httpx.Client | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        if poll <= 0:
+            raise ValueError(f"poll must be positive, got {poll}")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.poll = poll
+        self._owns_client = client is None
+        # No I/O here: httpx.Client connects lazily, on the first request.
+        self.client = client if client is not None else httpx.Client(timeout=10.0)
+        self._model_name: str | None = None
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> LocalServerTarget:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _unreachable(self, exc: Exception) -> str:
+        model = self._model_name or "<model>"
+        return (
+            f"no model server answering at {self.base_url}: start it with `mlops-airflow serve {model}` "
+            f"({type(exc).__name__}: {exc})"
+        )
+
+    def wait_for_version(self, model_name: str, version: int, sha256: str) -> dict[str, Any]:
+        """Poll ``GET /metadata`` until the server serves ``model_name`` ``version`` with ``sha256``.
+
+        Returns the server's metadata. Raises :class:`DeployError` naming what the server
+        reported last if it does not get there within ``timeout`` seconds, and at once if it
+        serves another model, serves that version with another checksum, or refused the
+        version (e.g. a checksum mismatch on its side).
+        """
+        self._model_name = model_name
+        url = f"{self.base_url}/metadata"
+        want = f"{model_name} version {version} (sha256 {sha256[:12]}…)"
+        deadline = time.monotonic() + self.timeout
+        last_seen = "nothing yet"
+        while True:
+            try:
+                response = self.client.get(url)
+            except httpx.TransportError as exc:
+                last_seen = self._unreachable(exc)
+            else:
+                seen = self._judge(response, model_name, version, sha256)
+                if seen is None:
+                    return dict(response.json())
+                last_seen = seen
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeployError(
+                    f"the model server at {self.base_url} did not report {want} within {self.timeout:g}s; "
+                    f"last seen: {last_seen}"
+                )
+            time.sleep(min(self.poll, remaining))
+
+    def _judge(self, response: httpx.Response, model_name: str, version: int, sha256: str) -> str | None:
+        """None when the response shows the wanted version, else what it shows; raises when waiting is pointless."""
+        if response.status_code == 503:
+            try:
+                detail = response.json().get("detail") or {}
+                reason = detail.get("reason") or detail.get("last_error") or _body_text(response)
+            except (ValueError, AttributeError):
+                reason = _body_text(response)
+            return f"the server has no model loaded: {reason}"
+        if response.status_code != 200:
+            return f"GET /metadata answered {response.status_code}: {_body_text(response)}"
+        try:
+            meta = response.json()
+            served_model, served_version, served_sha = meta["model_name"], meta["version"], meta["sha256"]
+        except (ValueError, KeyError, TypeError):
+            return f"GET /metadata answered something that is not server metadata: {_body_text(response)}"
+        if served_model != model_name:
+            raise DeployError(
+                f"the model server at {self.base_url} serves {served_model!r}, not {model_name!r}: "
+                f"start one with `mlops-airflow serve {model_name}`"
+            )
+        if meta.get("refused_version") == version:
+            raise DeployError(
+                f"the model server at {self.base_url} refused {model_name} version {version}: "
+                f"{meta.get('last_error')}"
+            )
+        if served_version == version:
+            if served_sha != sha256:
+                raise DeployError(
+                    f"the model server at {self.base_url} serves {model_name} version {version} with sha256 "
+                    f"{str(served_sha)[:12]}…, not {sha256[:12]}…: is it reading another registry?"
+                )
+            return None
+        return f"serving version {served_version}" + (
+            f" ({meta['last_error']})" if meta.get("last_error") else ""
+        )
+
+    def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """``POST /predict`` with ``rows`` (records); the server's answer, or DeployError with its body."""
+        body = {"rows": [{str(key): _jsonable(value) for key, value in row.items()} for row in rows]}
+        url = f"{self.base_url}/predict"
+        try:
+            response = self.client.post(
+                url,
+                content=json.dumps(body, allow_nan=False, default=str),
+                headers={"content-type": "application/json"},
+            )
+        except httpx.TransportError as exc:
+            raise DeployError(self._unreachable(exc)) from exc
+        if response.status_code != 200:
+            raise DeployError(f"POST {url} answered {response.status_code}: {_body_text(response)}")
+        try:
+            return dict(response.json())
+        except ValueError as exc:
+            raise DeployError(
+                f"POST {url} answered 200 with a body that is not JSON: {_body_text(response)}"
+            ) from exc

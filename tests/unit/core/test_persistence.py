@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_airflow.exceptions import UnsafeModelError
+from mlops_airflow.persistence import check_version_skew, dump_model, load_model, runtime_versions
+from mlops_airflow.training import train_model
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        "sklearn.ensemble.RandomForestClassifier",
+        "sklearn.tree.DecisionTreeClassifier",
+        "sklearn.linear_model.LogisticRegression",
+    ],
+)
+def test_sklearn_models_round_trip_with_the_explicit_allowlist(estimator: str) -> None:
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=200), "c": rng.choice(["a", "b"], 200)})
+    df["y"] = (df["x"] > 0).astype(int)
+    model = train_model(df, target="y", estimator=estimator).model
+    data = dump_model(model)
+    loaded = load_model(data, expected_sha256=hashlib.sha256(data).hexdigest(), recorded_versions=runtime_versions())
+    assert (loaded.predict(df) == model.predict(df)).all()
+
+
+def test_checksum_mismatch_refuses_before_reading() -> None:
+    data = dump_model({"a": 1})
+    with pytest.raises(UnsafeModelError, match="checksum mismatch"):
+        load_model(data + b"tampered", expected_sha256=hashlib.sha256(data).hexdigest())
+
+
+def test_types_outside_the_allowlist_are_refused() -> None:
+    import collections
+
+    data = dump_model(collections.Counter(a=1))  # skops does not trust Counter, and neither do we
+    with pytest.raises(UnsafeModelError, match="collections.Counter"):
+        load_model(data, expected_sha256=hashlib.sha256(data).hexdigest())
+
+
+def test_garbage_is_not_a_model() -> None:
+    data = b"not a zip at all"
+    with pytest.raises(UnsafeModelError, match="not a readable skops archive"):
+        load_model(data, expected_sha256=hashlib.sha256(data).hexdigest())
+
+
+def test_version_skew_refuses_or_warns_by_policy() -> None:
+    recorded = {**runtime_versions(), "scikit-learn": "0.1.0"}
+    with pytest.raises(UnsafeModelError, match="scikit-learn 0.1.0"):
+        check_version_skew(recorded, "refuse")
+    with pytest.warns(UserWarning, match="version skew"):
+        assert check_version_skew(recorded, "warn")
+    assert check_version_skew(runtime_versions(), "refuse") == []
