@@ -14,7 +14,8 @@ The hierarchy, rooted in a plain ``Exception`` so that the core stays free of Ai
     ├── RegistryError               the registry refused an operation
     │   ├── ModelNotFound           no such model, version or alias
     │   ├── AliasConflict           an alias moved since it was read (compare-and-swap lost)
-    │   └── VerdictMismatch         a verdict does not bind to this candidate, data, gate or champion
+    │   ├── VerdictMismatch         a verdict does not bind to this candidate, data, gate or champion
+    │   └── CandidateRejected       the gate did not bless the candidate, and its spec says on_fail: fail
     ├── UnsafeModelError            a model failed its checksum or trusted-types check
     └── DeployError                 a deployment did not reach a serving, healthy state (never retried)
 
@@ -78,6 +79,10 @@ class AliasConflict(RegistryError):
 
 class VerdictMismatch(RegistryError):
     """A verdict does not bind to this candidate, data, gate spec or champion."""
+
+
+class CandidateRejected(RegistryError):
+    """The gate did not bless the candidate, and its spec says ``on_fail: fail``."""
 
 
 class UnsafeModelError(MlopsError):

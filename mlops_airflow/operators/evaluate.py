@@ -38,16 +38,15 @@ class EvaluateModelOperator(MlopsBaseOperator):
         self.gate = gate
 
     def run(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
         from mlops_airflow.evaluation.gate import describe_check
+        from mlops_airflow.exceptions import CandidateRejected
         from mlops_airflow.pipeline.evaluate import run_evaluation, short_verdict
 
         verdict = run_evaluation(
             self.registry,
             model_name=self.model_name,
             candidate_sha256=self.candidate_sha256,
-            gate=self.gate or None,
+            gate=self.gate,
             gate_base_dir=dag_folder(context),
         )
         for check in verdict["checks"]:
@@ -56,5 +55,5 @@ class EvaluateModelOperator(MlopsBaseOperator):
         result = short_verdict(verdict)
         if not verdict["blessed"] and verdict["on_fail"] == "fail":
             context["ti"].xcom_push(key="return_value", value=result)
-            raise AirflowFailException(f"candidate not blessed ({verdict['outcome']}): {verdict['reason']}")
+            raise CandidateRejected(f"candidate not blessed ({verdict['outcome']}): {verdict['reason']}")
         return result

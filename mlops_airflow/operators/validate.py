@@ -65,7 +65,7 @@ class ValidateDataOperator(MlopsBaseOperator):
                 model_name=self.model_name,
                 data_uri=self.data_uri,
                 target=self.target,
-                validation=self.validation or None,
+                validation=self.validation,
                 spec_base_dir=dag_folder(context),
                 redact_samples=self.redact_samples,
                 s3_client=self.hook.s3_client,

@@ -68,7 +68,9 @@ def format_run(record: dict[str, Any]) -> str:
         )
         for check in validation.get("checks", []):
             if not check.get("success"):
-                lines.append(f"  FAILED {check.get('column') or ''} {check.get('check')}: {check.get('observed')}")
+                label = "FAILED" if check.get("severity") == "error" else "warning"
+                reason = (check.get("observed") or {}).get("reason") or check.get("observed")
+                lines.append(f"  {label}: {check.get('column') or 'table'} {check.get('check')}: {reason}")
         lines.append(f"  report: {validation.get('report_uri')}")
     train = results.get("train") or {}
     lines.append(f"\n[train] {states.get('train')}")
@@ -97,7 +99,9 @@ def format_run(record: dict[str, Any]) -> str:
     lines.append(f"\n[deploy] {states.get('deploy')}")
     if deploy:
         if deploy.get("promoted"):
-            lines.append(f"  champion: v{deploy.get('previous_version')} -> v{deploy.get('version')}, served={deploy.get('served')}")
+            previous = deploy.get("previous_version")
+            before = f"v{previous}" if previous is not None else "none"
+            lines.append(f"  champion: {before} -> v{deploy.get('version')}, served={deploy.get('served')}")
         else:
             lines.append(f"  not promoted: {deploy.get('reason')}")
     return "\n".join(lines)

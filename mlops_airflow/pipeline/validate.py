@@ -46,16 +46,18 @@ def run_validation(
     dataset = load_dataset(data_uri, s3_client=s3_client)
     log.info("Loaded %d rows x %d columns from %s", dataset.rows, dataset.frame.shape[1], data_uri)
 
-    reference = None
+    reference, non_features = None, []
     alias = registry.get_alias(model_name, champion_alias)
     if alias is not None:
-        reference = schema_columns(registry.get_version(model_name, alias["version"]).get("feature_schema", {}))
+        champion = registry.get_version(model_name, alias["version"])
+        reference, non_features = schema_columns(champion.get("feature_schema", {})), champion.get("drop_columns", [])
     outcome = validate_dataset(
         dataset.frame,
         target=target,
         spec=spec,
         source_format=dataset.format,
         reference_columns=reference,
+        non_features=non_features,
         redact_samples=redact_samples,
     )
     spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()

@@ -87,6 +87,7 @@ def validate_dataset(
     spec: dict | None,
     source_format: str = "csv",
     reference_columns: dict[str, str] | None = None,
+    non_features: list[str] | None = None,
     redact_samples: bool = False,
 ) -> ValidationOutcome:
     """Run the minimal check and, given a spec, its type and value checks on ``frame``.
@@ -94,7 +95,8 @@ def validate_dataset(
     ``spec`` is a spec as accepted by :func:`load_validation_spec` (normally already
     loaded); ``source_format`` (``csv``, ``parquet``, ``sql`` or ``mixed``) decides whether
     declared types are cast or checked strictly; ``reference_columns`` is the champion's
-    ``{name: kind}``. With ``redact_samples`` no data value appears in the summary (they
+    ``{name: kind}``; ``non_features`` are columns the champion did not use as features
+    (its row key), left out of that comparison. With ``redact_samples`` no data value appears in the summary (they
     can be personal data): sample lists become ``"<redacted>"`` and the profile keeps only
     counts and means. Never raises for bad data; raises :class:`ValidationSpecError` for a
     bad spec and ``ValueError`` for a bad argument.
@@ -103,7 +105,7 @@ def validate_dataset(
         raise ValueError(f"source_format must be one of {', '.join(_SOURCE_FORMATS)}, got {source_format!r}")
     normalised = load_validation_spec(spec) if spec is not None else None
     checks = _Checks(redact=redact_samples)
-    _minimal_checks(checks, frame, target=target, reference_columns=reference_columns)
+    _minimal_checks(checks, frame, target=target, reference_columns=reference_columns, non_features=non_features or [])
     if normalised:
         frame = _spec_checks(checks, frame, normalised, target=target, strict=source_format in _TYPED_SOURCES)
     if reference_columns is not None:
@@ -232,7 +234,12 @@ def _percent(count: int, total: int) -> float:
 
 
 def _minimal_checks(
-    checks: _Checks, frame: pd.DataFrame, *, target: str, reference_columns: dict[str, str] | None
+    checks: _Checks,
+    frame: pd.DataFrame,
+    *,
+    target: str,
+    reference_columns: dict[str, str] | None,
+    non_features: list[str],
 ) -> None:
     rows = len(frame)
     checks.add(
@@ -267,7 +274,7 @@ def _minimal_checks(
             },
         )
     if reference_columns is not None:
-        features = {str(c) for c in frame.columns if c != target}
+        features = {str(c) for c in frame.columns if c != target and c not in non_features}
         missing = sorted(set(reference_columns) - features)
         extra = sorted(features - set(reference_columns))
         checks.add(

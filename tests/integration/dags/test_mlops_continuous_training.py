@@ -1,0 +1,165 @@
+"""The example CT DAG through a real Airflow metadata DB: the user's story and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import BIN, SAMPLE, load_dag  # type: ignore[attr-defined]
+
+pytestmark = pytest.mark.integration
+DAG_ID = "mlops_continuous_training"
+
+
+def run_dag(conf: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Run the DAG in-process with dag.test(); returns the run's state and its recorded summary."""
+    from mlops_airflow.pipeline.summary import read_run
+    from mlops_airflow.registry import ModelRegistry
+    from mlops_airflow.settings import registry_uri
+    from mlops_airflow.storage import open_store
+
+    dag_run = load_dag(f"{DAG_ID}.py").test(run_conf=conf)
+    record = read_run(ModelRegistry(open_store(registry_uri())), conf["model_name"], dag_run.run_id)
+    return str(dag_run.state), record
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "mlops-airflow"), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_continuous_training_story(airflow_db: Path, registry: Any, model_server: Any) -> None:
+    model = "trips_story"
+    url = model_server(model)
+    assert httpx.get(f"{url}/ready").status_code == 503  # serving waits for a champion
+
+    # Run 1 exactly as the README does it: the airflow CLI in a subprocess.
+    first = subprocess.run(
+        [str(BIN / "airflow"), "dags", "test", DAG_ID, "-c",
+         json.dumps({"data_uri": str(SAMPLE / "trips_2026_01.csv"), "model_name": model})],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert registry.aliases(model) == {"champion": 1}
+    v1 = registry.get_version(model, 1)
+    assert v1["verdict"]["outcome"] == "no_champion" and v1["verdict"]["gate_source"] == "default"
+    served = httpx.get(f"{url}/metadata").json()
+    assert (served["version"], served["sha256"]) == (1, v1["sha256"])
+
+    # Run 2 on both batches: a real challenger, compared with v1 on the same holdout.
+    state, record = run_dag({"data_uri": str(SAMPLE / "trips_2026_*.csv"), "model_name": model})
+    assert state == "success"
+    verdict = record["results"]["evaluate"]
+    assert verdict["champion_version"] == 1
+    assert {c["kind"] for c in verdict["checks"]} == {"baseline", "champion"}
+    if verdict["blessed"]:
+        assert registry.aliases(model) == {"champion": 2}
+        assert record["states"]["deploy"] == "success"
+    else:
+        assert registry.aliases(model) == {"champion": 1}
+        assert record["states"]["register"] == "skipped"
+    champion = registry.get_alias(model, "champion")["version"]
+    reply = httpx.post(f"{url}/predict", json={"rows": [
+        {"hour": 22, "day_of_week": "fri", "pickup_zone": "airport", "passengers": 1, "trip_distance_km": 18.5,
+         "trip_duration_min": 31.0, "fare_usd": 46.5, "payment_type": "card"}]})
+    assert reply.status_code == 200 and reply.json()["version"] == champion
+    assert len(reply.json()["probabilities"][0]) == 2
+    bad = httpx.post(f"{url}/predict", json={"rows": [{"hour": 77}]})
+    assert bad.status_code == 422 and "hour=77 is outside [0, 23]" in bad.json()["detail"]["errors"]
+
+    # Run 3: a gate this model cannot pass. Rejection is a normal outcome: green, nothing promoted.
+    versions = registry.list_versions(model)
+    state, record = run_dag({"data_uri": str(SAMPLE / "trips_2026_*.csv"), "model_name": model,
+                             "gate": {"thresholds": {"roc_auc": {"min": 0.99}}}})
+    assert state == "success"
+    assert (record["states"]["register"], record["states"]["deploy"]) == ("skipped", "skipped")
+    assert record["results"]["evaluate"]["blessed"] is False
+    assert "roc_auc = " in record["results"]["evaluate"]["reason"]
+    assert registry.list_versions(model) == versions
+    assert registry.get_alias(model, "champion")["version"] == champion
+
+    # Run 4: the same rejection with on_fail: fail, for teams that want alerts.
+    state, record = run_dag({"data_uri": str(SAMPLE / "trips_2026_*.csv"), "model_name": model,
+                             "gate": {"thresholds": {"roc_auc": {"min": 0.99}}, "on_fail": "fail"}})
+    assert state == "failed"
+    assert record["states"]["evaluate"] == "failed"
+    assert registry.get_alias(model, "champion")["version"] == champion
+
+    # The CLI shows what the runs made.
+    listing = json.loads(cli("models", "list", "--json").stdout)
+    assert [row["name"] for row in listing] == [model]
+    shown = json.loads(cli("models", "show", model, "--alias", "champion", "--json").stdout)
+    assert {"name", "version", "aliases", "metrics", "lineage"} <= set(shown)
+    assert shown["version"] == champion and shown["aliases"] == ["champion"]
+    assert shown["lineage"]["train"]["dag_id"] == DAG_ID and shown["metrics"]["roc_auc"] > 0.6
+    missing = cli("models", "show", "nope", "--json")
+    assert missing.returncode == 1 and "no model named 'nope'" in missing.stderr
+    assert "STOPPED at evaluate" in cli("runs", "show", model).stdout
+
+
+def _write(tmp_path: Path, name: str, content: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return str(path)
+
+
+def _csv_with(tmp_path: Path, column: str, row: int, value: str) -> str:
+    import pandas as pd
+
+    frame = pd.read_csv(SAMPLE / "trips_2026_01.csv").astype({column: object})
+    frame.loc[row, column] = value
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+BAD_INPUTS = {
+    "missing file": (lambda t: str(t / "nowhere.csv"), {}, "validate", "data file not found"),
+    "empty file": (lambda t: _write(t, "empty.csv", b""), {}, "validate", "is empty"),
+    "corrupt csv": (lambda t: _write(t, "corrupt.csv", b'hour,tipped\n1,0\n"2,1\n3,0,9,9\n'), {}, "validate",
+                    "not a readable CSV"),
+    "corrupt parquet": (lambda t: _write(t, "corrupt.parquet", b"PAR1 this is not parquet"), {}, "validate",
+                        "not a readable Parquet"),
+    "target missing": (lambda t: str(SAMPLE / "trips_2026_01.csv"), {"target": "tip_amount"}, "validate",
+                       "target column 'tip_amount' is not in the data"),
+    "text in numeric column": (lambda t: _csv_with(t, "fare_usd", 5, "twelve"), {}, "validate", "twelve"),
+    "out of range": (lambda t: _csv_with(t, "hour", 7, "77"), {}, "validate", "hour"),
+    "unknown gate metric": (lambda t: str(SAMPLE / "trips_2026_01.csv"),
+                            {"gate": {"thresholds": {"auroc": {"min": 0.5}}}}, "evaluate", "unknown metric 'auroc'"),
+    "empty gate": (lambda t: str(SAMPLE / "trips_2026_01.csv"), {"gate": {}}, "evaluate",
+                   "empty gate is never blessed"),
+    "estimator not allowed": (lambda t: str(SAMPLE / "trips_2026_01.csv"), {"estimator": "os.system"}, "train",
+                              "not on the allowlist"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_stops_at_its_stage_and_leaves_the_champion(
+    case: str, airflow_db: Path, registry: Any, build_version: Any, tmp_path: Path
+) -> None:
+    model = "trips_guarded"
+    build_version(model, str(SAMPLE / "trips_2026_01.csv"))
+    make_uri, conf, stage, message = BAD_INPUTS[case]
+    state, record = run_dag({"data_uri": make_uri(tmp_path), "model_name": model, **conf})
+    assert state == "failed"
+    assert record["states"][stage] == "failed"
+    assert message in record["results"][stage]["error"]
+    assert record["states"]["register"] in ("upstream_failed", "skipped")
+    assert registry.list_versions(model) == [1]
+    assert registry.get_alias(model, "champion")["version"] == 1
+
+
+def test_unwritable_registry_fails_validation_and_registers_nothing(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the registry folder should be")
+    monkeypatch.setenv("MLOPS_AIRFLOW_REGISTRY_URI", str(blocker / "registry"))
+    dag_run = load_dag(f"{DAG_ID}.py").test(run_conf={"model_name": "trips_blocked"})
+    assert str(dag_run.state) == "failed"
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    assert states["validate"] == "failed" and states["register"] == "upstream_failed"
