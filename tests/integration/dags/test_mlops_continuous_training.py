@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from conftest import BIN, SAMPLE, load_dag  # type: ignore[attr-defined]
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,79 @@
+"""What users and Airflow rely on: names, exports, provider registration, templated fields."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+import mlops_airflow
+from mlops_airflow.provider import get_provider_info
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_public_exports_are_pinned() -> None:
+    assert mlops_airflow.__all__ == [
+        "DeployModelOperator",
+        "EvaluateModelOperator",
+        "ModelRegistry",
+        "RegisterModelOperator",
+        "RegistryHook",
+        "RunSummaryOperator",
+        "TrainModelOperator",
+        "ValidateDataOperator",
+        "__version__",
+        "open_store",
+    ]
+    for name in mlops_airflow.__all__:
+        assert getattr(mlops_airflow, name) is not None
+    with pytest.raises(AttributeError):
+        mlops_airflow.NotAThing  # noqa: B018
+
+
+def test_provider_info_matches_the_distribution_and_airflows_schema() -> None:
+    import jsonschema
+
+    info = get_provider_info()
+    assert info["package-name"] == metadata.metadata("mlops-airflow")["Name"] == "mlops-airflow"
+    schema_path = Path(metadata.distribution("apache-airflow-core").locate_file("airflow/provider_info.schema.json"))
+    jsonschema.validate(info, json.loads(schema_path.read_text()))
+    entry_points = metadata.entry_points(group="apache_airflow_provider")
+    assert any(ep.value == "mlops_airflow.provider:get_provider_info" for ep in entry_points)
+    for group in ("operators", "hooks"):
+        for module in info[group][0]["python-modules"]:
+            __import__(module)
+
+
+def test_airflow_discovers_the_provider() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    providers = ProvidersManager().providers
+    assert "mlops-airflow" in providers
+    assert "mlops_s3" in ProvidersManager().hooks
+
+
+@pytest.mark.parametrize(
+    ("operator", "fields"),
+    [
+        ("ValidateDataOperator", ("registry_uri", "data_uri", "target", "model_name", "validation")),
+        ("TrainModelOperator", ("registry_uri", "model_name", "dataset_uri", "target", "estimator", "estimator_params", "row_key")),
+        ("EvaluateModelOperator", ("registry_uri", "model_name", "candidate_sha256", "gate")),
+        ("RegisterModelOperator", ("registry_uri", "model_name", "candidate_sha256", "verdict_uri")),
+        ("DeployModelOperator", ("registry_uri", "model_name", "version", "verdict_uri", "server_url")),
+        ("RunSummaryOperator", ("registry_uri", "model_name")),
+    ],
+)
+def test_template_fields_are_pinned(operator: str, fields: tuple[str, ...]) -> None:
+    assert tuple(getattr(mlops_airflow, operator).template_fields) == fields
+
+
+def test_deploy_operator_rejects_an_unknown_target() -> None:
+    with pytest.raises(ValueError, match="target must be 'local' or 'none'"):
+        mlops_airflow.DeployModelOperator(task_id="d", model_name="m", version=1, verdict_uri="x", target="k8s")
+
+
+def test_py_typed_ships() -> None:
+    assert (Path(mlops_airflow.__file__).parent / "py.typed").is_file()
