@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from conftest import SAMPLE  # type: ignore[attr-defined]
+
 from mlops_airflow.exceptions import DeployError, RegistryError, VerdictMismatch
 from mlops_airflow.pipeline.deploy import run_deployment
 from mlops_airflow.pipeline.register import run_registration

@@ -21,8 +21,8 @@ else:
     module = importlib.import_module(target)
     if target == "mlops_airflow.provider":
         module.get_provider_info()
-print(json.dumps(sorted(name for name in %r if name in sys.modules)))
-""" % (HEAVY,)
+print(json.dumps(sorted(name for name in HEAVY_NAMES if name in sys.modules)))
+""".replace("HEAVY_NAMES", repr(HEAVY))
 
 
 def heavy_imports(target: str) -> list[str]:
