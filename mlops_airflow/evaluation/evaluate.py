@@ -10,7 +10,6 @@ from mlops_airflow.data.schema import schema_columns
 from mlops_airflow.data.split import hash_split
 from mlops_airflow.evaluation.gate import decide
 from mlops_airflow.evaluation.metrics import compute_metrics
-from mlops_airflow.persistence import load_model
 from mlops_airflow.training.train import split_xy
 
 if TYPE_CHECKING:
@@ -29,9 +28,10 @@ def split_for(candidate: dict[str, Any], frame: pd.DataFrame) -> tuple[pd.DataFr
 
 
 def load_registered(registry: ModelRegistry, manifest: dict[str, Any]) -> Any:
-    """A registered or candidate model, loaded only after its checksum matches its record."""
-    data = registry.read_artifact(manifest["model_name"], manifest["sha256"])
-    return load_model(data, expected_sha256=manifest["sha256"], recorded_versions=manifest.get("packages"))
+    """A registered or candidate model, through the server's own loader (checksum, types, schema)."""
+    from mlops_airflow.serving.loading import load_manifest_model
+
+    return load_manifest_model(registry, manifest).model
 
 
 def comparability(candidate: dict[str, Any], champion: dict[str, Any]) -> tuple[bool, str]:

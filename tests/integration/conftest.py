@@ -6,14 +6,12 @@ import importlib.util
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from testsupport import free_port
+from testsupport import ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "include" / "data"
@@ -45,35 +43,24 @@ def registry(registry_uri: str) -> Any:
 
 
 @pytest.fixture
-def model_server(registry_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], str]]:
+def model_server(
+    registry_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str], str]]:
     """Start `mlops-airflow serve NAME` as a real process; returns its URL (also set as the server setting)."""
-    procs: list[subprocess.Popen[bytes]] = []
+    servers: list[ServerProcess] = []
 
     def start(model_name: str) -> str:
         port = free_port()
-        proc = subprocess.Popen(
-            [str(BIN / "mlops-airflow"), "--registry", registry_uri, "serve", model_name, "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise TimeoutError(f"model server for {model_name} did not start")
-        monkeypatch.setenv("MLOPS_AIRFLOW_SERVER_URL", url)
-        return url
+        argv = [str(BIN / "mlops-airflow"), "--registry", registry_uri, "serve", model_name, "--port", str(port)]
+        server = ServerProcess(argv, port, tmp_path / f"server-{model_name}.log")
+        servers.append(server)
+        server.wait_healthy()
+        monkeypatch.setenv("MLOPS_AIRFLOW_SERVER_URL", server.url)
+        return server.url
 
     yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=15)
+    for server in servers:
+        server.stop()
 
 
 def load_dag(file_name: str) -> Any:

@@ -17,17 +17,6 @@ from mlops_airflow.storage import open_store
 pytestmark = pytest.mark.integration
 
 
-def eventually(check: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
 def register(registry: ModelRegistry, model: Any, schema: dict[str, Any], run: str) -> dict[str, Any]:
     candidate = {
         "task_type": "binary",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import testsupport
 
 from mlops_airflow.data.schema import feature_schema
 from mlops_airflow.persistence import dump_model, runtime_versions
@@ -124,17 +126,6 @@ def schema() -> dict[str, Any]:
     return schema_of(training_frame())
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def eventually() -> Callable[..., Any]:
-    return wait_until
+    return partial(testsupport.eventually, timeout=10.0, interval=0.02)
