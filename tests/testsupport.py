@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "include" / "data"
+SPEC = REPO / "include" / "trips_validation.yaml"
+BIN = Path(sys.executable).parent
 
 
 def free_port() -> int:
@@ -73,3 +80,41 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self._log.close()
+
+
+def candidate_fields(**overrides: Any) -> dict[str, Any]:
+    """A complete, schema-valid candidate record as the pipeline would write it (the registry adds the rest)."""
+    from mlops_airflow.persistence import runtime_versions
+
+    fields: dict[str, Any] = {
+        "task_type": "binary",
+        "target": "tipped",
+        "estimator": "sklearn.linear_model.LogisticRegression",
+        "estimator_params": {},
+        "classes": [0, 1],
+        "drop_columns": [],
+        "feature_schema": {
+            "format_version": 1,
+            "target": {"name": "tipped", "dtype": "int64"},
+            "columns": [{"name": "x", "kind": "numeric", "dtype": "float64", "nullable": False}],
+        },
+        "data": {"uri": "test://data.csv", "fingerprint": "sha256:" + "0" * 64, "rows": 100},
+        "split": {"method": "hash", "fraction": 0.2, "train_rows": 80, "holdout_rows": 20},
+        "metrics": {"accuracy": 1.0},
+        "verdict": {"verdict_id": "test", "verdict_uri": "test://verdict.json", "outcome": "no_champion",
+                    "blessed": True, "gate_source": "default"},
+        "packages": runtime_versions(),
+        "lineage": {},
+    }
+    fields.update(overrides)
+    return fields
+
+
+def load_dag(file_name: str) -> Any:
+    """Import an example DAG file the way the DAG processor would, and return its DAG."""
+    path = REPO / "dags" / file_name
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag

@@ -10,6 +10,7 @@ from mlops_airflow.data.schema import schema_columns
 from mlops_airflow.data.split import hash_split
 from mlops_airflow.evaluation.gate import decide
 from mlops_airflow.evaluation.metrics import compute_metrics
+from mlops_airflow.records import validate_record
 from mlops_airflow.training.train import split_xy
 
 if TYPE_CHECKING:
@@ -99,5 +100,6 @@ def evaluate_candidate(
     )
     verdict["verdict_id"] = hashlib.sha256(binding.encode()).hexdigest()[:16]
     key = registry.artifact_key(model_name, candidate["sha256"], f"verdicts/{verdict['verdict_id']}.json")
-    verdict["verdict_uri"] = registry.write_record(key, verdict)
+    verdict["verdict_uri"] = registry.store.url(key)
+    registry.write_record(key, validate_record("verdict", verdict))
     return verdict

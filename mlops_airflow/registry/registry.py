@@ -29,10 +29,8 @@ from mlops_airflow.exceptions import (
     ModelNotFound,
     RegistryError,
 )
+from mlops_airflow.records import FORMAT_VERSION, check_readable, validate_record
 from mlops_airflow.storage import ArtifactStore, sha256_hex
-
-#: Version of the manifest / alias / candidate record formats written by this code.
-FORMAT_VERSION = 1
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _VERSION_FILE = re.compile(r"^versions/(\d+)\.json$")
@@ -149,7 +147,7 @@ class ModelRegistry:
                 "registered_at": utcnow(),
             }
             key = f"{model}/versions/{number}.json"
-            if self.store.create(key, to_json(record)):
+            if self.store.create(key, to_json(validate_record("manifest", record))):
                 break
             existing = self._read_json(key)
             if self._is_own(existing, idempotency_key, sha):
@@ -227,6 +225,7 @@ class ModelRegistry:
             "by": by,
             "reason": reason,
         }
+        validate_record("alias", record)
         try:
             data, token = self.store.read_versioned(key)
         except ArtifactNotFound:
@@ -282,4 +281,4 @@ class ModelRegistry:
             raise RegistryError(f"{self.store.url(key)} is not valid JSON: {exc}") from exc
         if not isinstance(record, dict):
             raise RegistryError(f"{self.store.url(key)} does not hold a JSON object")
-        return record
+        return check_readable("record", record, self.store.url(key))

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from testsupport import ServerProcess, free_port
-
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "include" / "data"
-SPEC = REPO / "include" / "trips_validation.yaml"
-BIN = Path(sys.executable).parent
+from testsupport import BIN, SPEC, ServerProcess, free_port
 
 
 @pytest.fixture(scope="session")
@@ -61,16 +54,6 @@ def model_server(
     yield start
     for server in servers:
         server.stop()
-
-
-def load_dag(file_name: str) -> Any:
-    """Import an example DAG file the way the DAG processor would, and return its DAG."""
-    path = REPO / "dags" / file_name
-    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import BIN, SAMPLE, load_dag  # type: ignore[attr-defined]
+from testsupport import BIN, SAMPLE, load_dag
 
 pytestmark = pytest.mark.integration
 DAG_ID = "mlops_continuous_training"
@@ -162,3 +162,95 @@ def test_unwritable_registry_fails_validation_and_registers_nothing(
     assert str(dag_run.state) == "failed"
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     assert states["validate"] == "failed" and states["register"] == "upstream_failed"
+
+
+def synthetic_csv(tmp_path: Path, task: str) -> tuple[str, str]:
+    """A user's own table: numeric, text and categorical columns with holes, and a target per task."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    n = 600
+    size = rng.gamma(2.0, 2.0, n)
+    color = rng.choice(["red", "green", "blue"], n)
+    frame = pd.DataFrame({
+        "id": np.arange(n),
+        "size": size,
+        "color": color,
+        "city": rng.choice(["Lyon", "Oslo", None], n),
+        "note": rng.choice(["fragile item", "express", "gift wrap please"], n),
+    })
+    score = size + np.select([color == "red", color == "green"], [2.0, -1.0], 0.0) + rng.normal(0, 0.5, n)
+    if task == "multiclass":
+        frame["segment"] = np.select([score < 2.5, score < 5.0], ["bronze", "silver"], "gold")
+        target = "segment"
+    else:
+        frame["price"] = 10 + 3 * score
+        target = "price"
+    path = tmp_path / f"{task}.csv"
+    frame.to_csv(path, index=False)
+    return str(path), target
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_own_csv_trains_any_task_without_code_changes(
+    task: str, airflow_db: Path, registry: Any, model_server: Any, tmp_path: Path
+) -> None:
+    model = f"own_{task}"
+    url = model_server(model)
+    data_uri, target = synthetic_csv(tmp_path, task)
+    # No validation spec (the minimal check), no gate (the bundled default), estimator auto.
+    state, record = run_dag({"data_uri": data_uri, "target": target, "model_name": model,
+                             "row_key": "id", "validation": None})
+    assert state == "success", record
+    assert record["results"]["train"]["task_type"] == task
+    verdict = record["results"]["evaluate"]
+    assert verdict["gate_source"] == "default" and verdict["blessed"] is True
+    assert verdict["primary_metric"] == ("balanced_accuracy" if task == "multiclass" else "r2")
+    assert registry.aliases(model) == {"champion": 1}
+    reply = httpx.post(f"{url}/predict", json={"rows": [
+        {"id": 1, "size": 3.0, "color": "red", "city": "Oslo", "note": "express"}]})
+    # The row key is not a feature: the server names it instead of guessing.
+    assert reply.status_code == 422 and 'unknown column "id"' in reply.json()["detail"]["errors"][0]
+    reply = httpx.post(f"{url}/predict", json={"rows": [{"size": 3.0, "color": "red", "city": None, "note": "express"}]})
+    assert reply.status_code == 200, reply.text
+    prediction = reply.json()["predictions"][0]
+    assert prediction in {"bronze", "silver", "gold"} if task == "multiclass" else isinstance(prediction, float)
+
+
+def test_s3_registry_and_data_through_an_airflow_connection(
+    airflow_db: Path, s3_endpoint: str, s3_client: Any, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production shape: data and registry on S3, endpoint and keys from the `mlops_s3` connection."""
+    import os
+
+    from testsupport import ServerProcess, free_port
+
+    from mlops_airflow.registry import ModelRegistry
+    from mlops_airflow.storage import open_store
+
+    registry_uri = f"s3://{s3_bucket}/registry"
+    s3_client.upload_file(str(SAMPLE / "trips_2026_01.csv"), s3_bucket, "landing/trips_2026_01.csv")
+    monkeypatch.setenv("MLOPS_AIRFLOW_REGISTRY_URI", registry_uri)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # the tasks must take the endpoint from the connection
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_S3", json.dumps({
+        "conn_type": "mlops_s3", "login": "testing", "password": "testing",
+        "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+    }))
+    port = free_port()
+    server = ServerProcess(
+        [str(BIN / "mlops-airflow"), "--registry", registry_uri, "serve", "trips_s3", "--port", str(port)],
+        port, tmp_path / "server.log", env={**os.environ, "AWS_ENDPOINT_URL": s3_endpoint},  # the CLI: AWS environment
+    )
+    try:
+        server.wait_healthy()
+        monkeypatch.setenv("MLOPS_AIRFLOW_SERVER_URL", server.url)
+        dag_run = load_dag(f"{DAG_ID}.py").test(run_conf={
+            "data_uri": f"s3://{s3_bucket}/landing/trips_2026_01.csv", "model_name": "trips_s3"})
+        assert str(dag_run.state) == "success", server.log()[-2000:]
+        registry = ModelRegistry(open_store(registry_uri, s3_client=s3_client))
+        assert registry.aliases("trips_s3") == {"champion": 1}
+        assert registry.get_version("trips_s3", 1)["artifact_uri"].startswith(registry_uri)
+        assert httpx.get(f"{server.url}/metadata").json()["version"] == 1
+    finally:
+        server.stop()

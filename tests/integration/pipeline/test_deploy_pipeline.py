@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import SAMPLE  # type: ignore[attr-defined]
+from testsupport import SAMPLE
 
 from mlops_airflow.exceptions import DeployError, RegistryError, VerdictMismatch
 from mlops_airflow.pipeline.deploy import run_deployment

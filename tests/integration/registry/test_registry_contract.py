@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from testsupport import candidate_fields
 
 from mlops_airflow.exceptions import AliasConflict, ModelNotFound, RegistryError
 from mlops_airflow.registry import ModelRegistry
@@ -37,7 +38,7 @@ def spec(request: pytest.FixtureRequest, tmp_path) -> dict[str, Any]:  # type: i
 
 
 def candidate(registry: ModelRegistry, payload: bytes, model: str = "m") -> dict[str, Any]:
-    return registry.put_artifact(model, payload, {"task_type": "binary", "data": {"fingerprint": "sha256:x"}})
+    return registry.put_artifact(model, payload, candidate_fields())
 
 
 def test_register_numbers_versions_and_resolves_aliases(spec: dict[str, Any]) -> None:
@@ -205,3 +206,24 @@ def test_local_registry_that_cannot_be_written_says_where(tmp_path) -> None:  # 
     with pytest.raises(StorageError, match="cannot write"):
         registry.put_artifact("m", b"x", {})
     assert not os.path.isdir(blocked)
+
+
+def test_an_invalid_manifest_is_never_committed(spec: dict[str, Any]) -> None:
+    registry = build_registry(spec)
+    record = candidate(registry, b"x")
+    del record["feature_schema"]
+    with pytest.raises(RegistryError, match="invalid manifest: <record>: 'feature_schema' is a required property"):
+        registry.register("m", record, idempotency_key="k")
+    unblessed = {**candidate(registry, b"y"), "verdict": {**candidate_fields()["verdict"], "blessed": False}}
+    with pytest.raises(RegistryError, match="invalid manifest: verdict.blessed"):
+        registry.register("m", unblessed, idempotency_key="k2")
+    assert registry.list_versions("m") == []
+
+
+def test_records_from_a_newer_format_are_refused_not_misread(spec: dict[str, Any]) -> None:
+    registry = build_registry(spec)
+    registry.register("m", candidate(registry, b"x"), idempotency_key="k")
+    future = {**registry.get_version("m", 1), "format_version": 99}
+    registry.store.write_bytes("m/versions/1.json", json.dumps(future).encode())
+    with pytest.raises(RegistryError, match="format 99, newer than this mlops-airflow reads"):
+        registry.get_version("m", 1)

@@ -7,10 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
+from testsupport import candidate_fields
 
 from mlops_airflow.deploy.local import LocalServerTarget
 from mlops_airflow.exceptions import DeployError
-from mlops_airflow.persistence import dump_model, runtime_versions
+from mlops_airflow.persistence import dump_model
 from mlops_airflow.registry.registry import ModelRegistry
 from mlops_airflow.storage import open_store
 
@@ -18,13 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 def register(registry: ModelRegistry, model: Any, schema: dict[str, Any], run: str) -> dict[str, Any]:
-    candidate = {
-        "task_type": "binary",
-        "feature_schema": schema,
-        "packages": runtime_versions(),
-        "classes": [0, 1],
-        "metrics": {},
-    }
+    candidate = candidate_fields(feature_schema=schema)
     record = registry.put_artifact("taxi", dump_model(model), candidate)
     return registry.register("taxi", record, idempotency_key=f"it/{run}/register/-1")
 

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import testsupport
+from testsupport import candidate_fields
 
 from mlops_airflow.data.schema import feature_schema
-from mlops_airflow.persistence import dump_model, runtime_versions
+from mlops_airflow.persistence import dump_model
 from mlops_airflow.registry.registry import ModelRegistry, idempotency_key
 from mlops_airflow.storage import open_store
 
@@ -82,14 +83,7 @@ class Models:
         if model is None:
             model = self.fit(C=1.0 + len(self.registry.list_versions(self.name)))
         blob = data if data is not None else dump_model(model)
-        candidate = {
-            "task_type": "binary",
-            "feature_schema": schema_of(self.frame),
-            "packages": runtime_versions(),
-            "classes": [0, 1],
-            "metrics": {"accuracy": 1.0},
-            **extra,
-        }
+        candidate = candidate_fields(feature_schema=schema_of(self.frame), **extra)
         record = self.registry.put_artifact(self.name, blob, candidate)
         key = idempotency_key("test", f"run-{time.monotonic_ns()}", "register")
         return self.registry.register(self.name, record, idempotency_key=key)
