@@ -1,10 +1,13 @@
 """Continuous training with quality gates between the stages.
 
-    validate -> train -> evaluate (gate) -> register -> deploy      (+ summary, always)
+    validate -> train -> evaluate (gate) -> approve -> register -> deploy      (+ summary, always)
 
 Bad data fails the run at `validate` and nothing is trained. A candidate the gate does
 not bless ends the run green, with `register` and `deploy` skipped and the reason in
-the `evaluate` log. A model that does not come up on the server is rolled back.
+the `evaluate` log and its "Gate report" link. When the gate's policy asks for a person
+(e.g. `policies: {no_champion: require_approval}`), `approve` waits for an Approve /
+Reject answer in the UI's Required Actions; otherwise it passes at once. A model that
+does not come up on the server is rolled back.
 
 Every input is a Param: trigger the DAG from the UI's form, or locally with
 `airflow dags test mlops_continuous_training -c '{"data_uri": "...", "target": "..."}'`.
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
+from mlops_airflow.operators.approve import GateApprovalOperator
 from mlops_airflow.operators.deploy import DeployModelOperator
 from mlops_airflow.operators.evaluate import EvaluateModelOperator
 from mlops_airflow.operators.register import RegisterModelOperator
@@ -76,6 +80,11 @@ with DAG(
         candidate_sha256=train.output["sha256"],
         gate="{{ params.gate }}",
     )
+    approve = GateApprovalOperator(
+        task_id="approve",
+        model_name="{{ params.model_name }}",
+        verdict_uri=evaluate.output["verdict_uri"],
+    )
     register = RegisterModelOperator(
         task_id="register",
         model_name="{{ params.model_name }}",
@@ -91,6 +100,6 @@ with DAG(
     summary = RunSummaryOperator(
         task_id="summary",
         model_name="{{ params.model_name }}",
-        stages={s: s for s in ("validate", "train", "evaluate", "register", "deploy")},
+        stages={s: s for s in ("validate", "train", "evaluate", "approve", "register", "deploy")},
     )
-    validate >> train >> evaluate >> register >> deploy >> summary
+    validate >> train >> evaluate >> approve >> register >> deploy >> summary

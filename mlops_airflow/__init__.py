@@ -16,6 +16,7 @@ _EXPORTS = {
     "ValidateDataOperator": "mlops_airflow.operators.validate",
     "TrainModelOperator": "mlops_airflow.operators.train",
     "EvaluateModelOperator": "mlops_airflow.operators.evaluate",
+    "GateApprovalOperator": "mlops_airflow.operators.approve",
     "RegisterModelOperator": "mlops_airflow.operators.register",
     "DeployModelOperator": "mlops_airflow.operators.deploy",
     "RunSummaryOperator": "mlops_airflow.operators.summary",

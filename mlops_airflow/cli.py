@@ -3,6 +3,7 @@
     mlops-airflow models list [--json]
     mlops-airflow models show NAME [--version N | --alias A] [--json]
     mlops-airflow runs show NAME [--run-id ID] [--json]
+    mlops-airflow gate override NAME --candidate SHA --reason TEXT [--by WHO] [--verdict ID]
     mlops-airflow serve NAME [--alias champion] [--host H] [--port P]
     mlops-airflow init DAGS_FOLDER [--force]
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_airflow import settings
-from mlops_airflow.exceptions import MlopsError
+from mlops_airflow.exceptions import MlopsError, ModelNotFound
 
 
 def _registry(args: argparse.Namespace) -> Any:
@@ -92,6 +93,9 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     print("  metrics: " + ", ".join(f"{k}={v}" for k, v in sorted(shown["metrics"].items())))
     verdict = shown["verdict"] or {}
     print(f"  gate: {verdict.get('outcome')} ({verdict.get('gate_source')}): {verdict.get('reason')}")
+    decision = verdict.get("decision")
+    if decision:
+        print(f"  {decision['kind']} by {decision['by']} at {decision['at']}: {decision.get('reason') or '-'}")
     lineage = shown["lineage"]
     print(f"  data: {lineage['data_uri']} ({lineage['rows']} rows, {lineage['data_fingerprint']})")
     train = lineage.get("train", {})
@@ -108,6 +112,28 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
         _print_json(record)
     else:
         print(format_run(record))
+    return 0
+
+
+def cmd_gate_override(args: argparse.Namespace) -> int:
+    import getpass
+
+    from mlops_airflow.evaluation.decisions import record_decision
+    from mlops_airflow.pipeline.register import read_verdict
+
+    registry = _registry(args)
+    candidate = registry.candidate(args.name, args.candidate)
+    folder = registry.artifact_key(args.name, candidate["sha256"], "verdicts")
+    keys = [k for k in registry.store.list(folder) if k.endswith(".json") and k.count(".") == 1]
+    verdicts = [read_verdict(registry, registry.store.url(k)) for k in keys]
+    if args.verdict:
+        verdicts = [v for v in verdicts if v["verdict_id"] == args.verdict]
+    if not verdicts:
+        raise ModelNotFound(f"no verdict {args.verdict or ''} for candidate {args.candidate[:12]} of {args.name!r}".replace("  ", " "))
+    verdict = max(verdicts, key=lambda v: v["created_at"])
+    record = record_decision(registry, verdict, kind="override", by=args.by or getpass.getuser(), reason=args.reason)
+    print(f"override of verdict {verdict['verdict_id']} ({verdict['outcome']}) recorded: by {record['by']} at {record['at']}")
+    print("clear the run's register and deploy tasks in the Airflow UI to register and deploy this candidate")
     return 0
 
 
@@ -177,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     run_show.add_argument("--run-id")
     run_show.add_argument("--json", action="store_true")
     run_show.set_defaults(func=cmd_runs_show)
+
+    gate = commands.add_parser("gate", help="people in the loop").add_subparsers(dest="action", required=True)
+    override = gate.add_parser("override", help="bless a rejected candidate, with a reason (audited)")
+    override.add_argument("name")
+    override.add_argument("--candidate", required=True, help="the candidate's sha256")
+    override.add_argument("--reason", required=True)
+    override.add_argument("--by", help="who decides (default: the current user)")
+    override.add_argument("--verdict", help="the verdict id (default: the newest)")
+    override.set_defaults(func=cmd_gate_override)
 
     serve = commands.add_parser("serve", help="serve the model behind an alias over HTTP")
     serve.add_argument("name")

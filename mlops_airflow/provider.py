@@ -12,6 +12,7 @@ OPERATOR_MODULES = [
     "mlops_airflow.operators.validate",
     "mlops_airflow.operators.train",
     "mlops_airflow.operators.evaluate",
+    "mlops_airflow.operators.approve",
     "mlops_airflow.operators.register",
     "mlops_airflow.operators.deploy",
     "mlops_airflow.operators.summary",
@@ -26,6 +27,10 @@ def get_provider_info() -> dict[str, Any]:
         "integrations": [{"integration-name": "mlops-airflow", "tags": ["software"]}],
         "operators": [{"integration-name": "mlops-airflow", "python-modules": OPERATOR_MODULES}],
         "hooks": [{"integration-name": "mlops-airflow", "python-modules": ["mlops_airflow.hooks.registry"]}],
+        "extra-links": [
+            "mlops_airflow.operators.links.ValidationReportLink",
+            "mlops_airflow.operators.links.GateReportLink",
+        ],
         "connection-types": [
             {
                 "connection-type": "mlops_s3",
@@ -51,6 +56,14 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "string",
                         "example": "http://127.0.0.1:8765",
                         "default": "http://127.0.0.1:8765",
+                    },
+                    "custom_check_allowlist": {
+                        "description": "Comma-separated dotted paths of custom gate check functions allowed "
+                        "beyond the bundled ones.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "my_team.checks.prediction_bias",
+                        "default": "",
                     },
                     "estimator_allowlist": {
                         "description": "Comma-separated dotted paths of estimators allowed beyond scikit-learn's own.",

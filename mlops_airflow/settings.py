@@ -51,7 +51,16 @@ def server_url() -> str:
     return (_setting("server_url") or DEFAULT_SERVER_URL).rstrip("/")
 
 
+def _list_setting(key: str) -> list[str]:
+    raw = _setting(key) or ""
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
 def estimator_allowlist_extra() -> list[str]:
     """Dotted paths allowed beyond scikit-learn's own estimators (comma-separated setting)."""
-    raw = _setting("estimator_allowlist") or ""
-    return [item.strip() for item in raw.split(",") if item.strip()]
+    return _list_setting("estimator_allowlist")
+
+
+def custom_check_allowlist() -> list[str]:
+    """Dotted paths of custom gate check functions allowed beyond the bundled ones (comma-separated setting)."""
+    return _list_setting("custom_check_allowlist")

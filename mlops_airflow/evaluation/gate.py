@@ -1,28 +1,52 @@
 """The quality gate: a declarative spec in, a verdict record out.
 
-Spec (YAML file or dict)::
+Spec (YAML file or dict); every section is optional, but at least one check must be given::
 
     format_version: 1
     primary_metric: roc_auc          # default per task: roc_auc / balanced_accuracy / r2
+    min_holdout_rows: 200            # below this the gate refuses to decide: insufficient_data
     thresholds:                      # absolute limits on the candidate
       roc_auc: {min: 0.70}
       log_loss: {max: 0.60}
     baseline:                        # beat a Dummy model on the same holdout
       metric: roc_auc                # default: primary_metric
       min_improvement: 0.02
-    champion:                        # compared with the current champion on the same holdout
+    champion:                        # point comparison with the champion on the same holdout
       metric: roc_auc
-      max_drop: 0.01
+      max_drop: 0.01                 # or min_gain: 0.005 (a required improvement)
+      relative: false                # true: margins are fractions of the champion's value
+    statistical:                     # paired bootstrap CI of the gain over the champion
+      metric: roc_auc
+      mode: non_inferiority          # or superiority
+      margin: 0.01
+      resamples: 1000
+      seed: 0
+      confidence: 0.95
+    mcnemar: {alpha: 0.05}           # classifiers: candidate's accuracy not significantly worse
+    slices:                          # a metric per value of a column
+      - {column: pickup_zone, metric: roc_auc, min: 0.6, max_gap: 0.15, min_rows: 30}
+    operational:                     # measured on the holdout
+      max_size_mb: 50
+      max_single_row_p99_ms: 50
+      max_batch_p99_ms: 500
+    custom:                          # allowlisted functions f(y_true, y_pred, scores) -> float
+      - {name: bias, function: mlops_airflow.evaluation.operational.prediction_bias, max: 0.1}
     policies:
-      no_champion: bless_on_absolute         # or: reject
-      incomparable_champion: reject          # or: bless_on_absolute
-    on_fail: skip                            # or: fail (the run fails, so alerts fire)
+      no_champion: bless_on_absolute          # or reject, require_approval
+      incomparable_champion: reject           # or bless_on_absolute, require_approval
+      approval_above_change: 0.05             # a gain or drop larger than this needs a person
+    on_fail: skip                             # or fail (the run fails, so alerts fire)
 
 Fail closed: a gate with no checks is an error, never a pass (like TFX's Evaluator,
 which refuses to bless when no thresholds are configured, so a forgotten gate cannot
-bless a model); a metric that cannot be computed fails its check; a verdict blesses
-only if at least one check ran and none failed. With no gate at all, :data:`DEFAULT_GATE`
-applies and the verdict records ``gate_source: default``.
+bless a model); a metric or statistic that cannot be computed fails its check; a holdout
+below ``min_holdout_rows`` is ``insufficient_data``; a verdict blesses only if at least
+one check ran and none failed. With no gate at all, :data:`DEFAULT_GATE` applies and the
+verdict records ``gate_source: default``.
+
+Evaluation gathers the *evidence* the spec asks for (metrics, intervals, slices, timings);
+:func:`decide` turns evidence into checks and an outcome, and is pure, so every rule here
+is testable without a model.
 """
 
 from __future__ import annotations
@@ -37,27 +61,45 @@ from mlops_airflow.evaluation.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC, m
 from mlops_airflow.exceptions import GateSpecError, VerdictMismatch
 
 VERDICT_FORMAT_VERSION = 1
-Outcome = Literal["blessed", "rejected", "no_champion", "incomparable_champion"]
+Outcome = Literal["blessed", "rejected", "no_champion", "incomparable_champion", "insufficient_data"]
 
 #: Applies when a DAG gives no gate: beat a Dummy baseline by a margin and do not drop
 #: more than a margin below the champion, both on the primary metric of the task.
 DEFAULT_GATE: dict[str, Any] = {
     "format_version": 1,
+    "min_holdout_rows": 30,
     "baseline": {"min_improvement": 0.02},
     "champion": {"max_drop": 0.01},
 }
 
-_TOP_KEYS = {"format_version", "primary_metric", "thresholds", "baseline", "champion", "policies", "on_fail"}
+_CHECK_SECTIONS = ("thresholds", "baseline", "champion", "statistical", "mcnemar", "slices", "operational", "custom")
+_TOP_KEYS = {"format_version", "primary_metric", "min_holdout_rows", "policies", "on_fail", *_CHECK_SECTIONS}
+_POLICY_VALUES = {"bless_on_absolute", "reject", "require_approval"}
 _POLICIES = {"no_champion": "bless_on_absolute", "incomparable_champion": "reject"}
-_POLICY_VALUES = {"bless_on_absolute", "reject"}
+_OPERATIONAL = {
+    "max_size_mb": ("size_mb", "model size (MB)"),
+    "max_single_row_p50_ms": ("single_row_p50_ms", "single-row latency p50 (ms)"),
+    "max_single_row_p99_ms": ("single_row_p99_ms", "single-row latency p99 (ms)"),
+    "max_batch_p50_ms": ("batch_p50_ms", "batch latency p50 (ms)"),
+    "max_batch_p99_ms": ("batch_p99_ms", "batch latency p99 (ms)"),
+}
 
 
-def _number(value: Any, where: str, *, minimum: float | None = None) -> float:
+# -- the spec --------------------------------------------------------------------------------
+def _number(value: Any, where: str, *, minimum: float | None = None, maximum: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise GateSpecError(f"gate.{where}: expected a number, got {value!r}")
     if minimum is not None and value < minimum:
         raise GateSpecError(f"gate.{where}: must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise GateSpecError(f"gate.{where}: must be <= {maximum}, got {value}")
     return float(value)
+
+
+def _integer(value: Any, where: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise GateSpecError(f"gate.{where}: expected a whole number >= {minimum}, got {value!r}")
+    return value
 
 
 def _metric(name: Any, where: str) -> str:
@@ -78,6 +120,79 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def _limits(body: dict[str, Any], where: str, *, required: bool = True) -> dict[str, float]:
+    limits = {k: _number(body[k], f"{where}.{k}") for k in ("min", "max") if body.get(k) is not None}
+    if required and not limits:
+        raise GateSpecError(f"gate.{where}: give min or max")
+    return limits
+
+
+def _normalise_champion(body: dict[str, Any]) -> dict[str, Any]:
+    _only_keys(body, {"metric", "max_drop", "min_gain", "relative"}, "champion")
+    if ("max_drop" in body) == ("min_gain" in body):
+        raise GateSpecError("gate.champion: give exactly one of max_drop or min_gain")
+    out: dict[str, Any] = {"relative": bool(body.get("relative", False))}
+    for key in ("max_drop", "min_gain"):
+        if key in body:
+            out[key] = _number(body[key], f"champion.{key}", minimum=0)
+    if body.get("metric") is not None:
+        out["metric"] = _metric(body["metric"], "champion.metric")
+    return out
+
+
+def _normalise_statistical(body: dict[str, Any]) -> dict[str, Any]:
+    _only_keys(body, {"metric", "mode", "margin", "resamples", "seed", "confidence"}, "statistical")
+    mode = body.get("mode", "non_inferiority")
+    if mode not in ("superiority", "non_inferiority"):
+        raise GateSpecError(f"gate.statistical.mode: {mode!r} is not one of superiority, non_inferiority")
+    out: dict[str, Any] = {
+        "mode": mode,
+        "margin": _number(body.get("margin", 0.0 if mode == "superiority" else 0.01), "statistical.margin", minimum=0),
+        "resamples": _integer(body.get("resamples", 1000), "statistical.resamples", minimum=100),
+        "seed": _integer(body.get("seed", 0), "statistical.seed", minimum=0),
+        "confidence": _number(body.get("confidence", 0.95), "statistical.confidence", minimum=0.5, maximum=0.999),
+    }
+    if body.get("metric") is not None:
+        out["metric"] = _metric(body["metric"], "statistical.metric")
+    return out
+
+
+def _normalise_slices(raw: Any) -> list[dict[str, Any]]:
+    items = raw if isinstance(raw, list) else [raw]
+    out = []
+    for i, item in enumerate(items):
+        where = f"slices[{i}]"
+        body = _mapping(item, where)
+        _only_keys(body, {"column", "metric", "min", "max", "max_gap", "min_rows"}, where)
+        if not isinstance(body.get("column"), str) or not body["column"]:
+            raise GateSpecError(f"gate.{where}.column: name the column to slice by")
+        entry: dict[str, Any] = {"column": body["column"], "min_rows": _integer(body.get("min_rows", 30), f"{where}.min_rows", minimum=1)}
+        entry.update(_limits(body, where, required=False))
+        if body.get("max_gap") is not None:
+            entry["max_gap"] = _number(body["max_gap"], f"{where}.max_gap", minimum=0)
+        if not ({"min", "max", "max_gap"} & set(entry)):
+            raise GateSpecError(f"gate.{where}: give min, max or max_gap")
+        if body.get("metric") is not None:
+            entry["metric"] = _metric(body["metric"], f"{where}.metric")
+        out.append(entry)
+    return out
+
+
+def _normalise_custom(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise GateSpecError("gate.custom: expected a list of {name, function, min/max}")
+    out = []
+    for i, item in enumerate(raw):
+        where = f"custom[{i}]"
+        body = _mapping(item, where)
+        _only_keys(body, {"name", "function", "min", "max"}, where)
+        if not isinstance(body.get("function"), str) or "." not in body["function"]:
+            raise GateSpecError(f"gate.{where}.function: give the dotted path of a function")
+        out.append({"name": str(body.get("name") or body["function"].rsplit(".", 1)[1]), "function": body["function"],
+                    **_limits(body, where)})
+    return out
+
+
 def normalise_gate(raw: Any) -> dict[str, Any]:
     """Check a gate spec and fill its defaults; raises :class:`GateSpecError` naming the field."""
     spec = _mapping(raw, "<root>") if raw is not None else None
@@ -87,39 +202,58 @@ def normalise_gate(raw: Any) -> dict[str, Any]:
             "or leave gate unset to use the bundled default gate"
         )
     _only_keys(spec, _TOP_KEYS, "<root>")
-    out: dict[str, Any] = {"format_version": int(spec.get("format_version", 1))}
+    out: dict[str, Any] = {
+        "format_version": int(spec.get("format_version", 1)),
+        "min_holdout_rows": _integer(spec.get("min_holdout_rows", 30), "min_holdout_rows", minimum=1),
+    }
     if spec.get("primary_metric") is not None:
         out["primary_metric"] = _metric(spec["primary_metric"], "primary_metric")
     thresholds = {}
     for metric, limits in _mapping(spec.get("thresholds") or {}, "thresholds").items():
         _metric(metric, f"thresholds.{metric}")
-        limits = _mapping(limits, f"thresholds.{metric}")
-        _only_keys(limits, {"min", "max"}, f"thresholds.{metric}")
-        if not limits:
-            raise GateSpecError(f"gate.thresholds.{metric}: give min or max")
-        thresholds[metric] = {k: _number(v, f"thresholds.{metric}.{k}") for k, v in limits.items()}
+        body = _mapping(limits, f"thresholds.{metric}")
+        _only_keys(body, {"min", "max"}, f"thresholds.{metric}")
+        thresholds[metric] = _limits(body, f"thresholds.{metric}")
     if thresholds:
         out["thresholds"] = thresholds
-    for section, margin in (("baseline", "min_improvement"), ("champion", "max_drop")):
-        if spec.get(section) is None:
-            continue
-        body = _mapping(spec[section], section)
-        _only_keys(body, {"metric", margin}, section)
-        if margin not in body:
-            raise GateSpecError(f"gate.{section}: {margin} is required")
-        entry: dict[str, Any] = {margin: _number(body[margin], f"{section}.{margin}", minimum=0)}
+    if spec.get("baseline") is not None:
+        body = _mapping(spec["baseline"], "baseline")
+        _only_keys(body, {"metric", "min_improvement"}, "baseline")
+        if "min_improvement" not in body:
+            raise GateSpecError("gate.baseline: min_improvement is required")
+        out["baseline"] = {"min_improvement": _number(body["min_improvement"], "baseline.min_improvement", minimum=0)}
         if body.get("metric") is not None:
-            entry["metric"] = _metric(body["metric"], f"{section}.metric")
-        out[section] = entry
-    if not (out.get("thresholds") or "baseline" in out or "champion" in out):
+            out["baseline"]["metric"] = _metric(body["metric"], "baseline.metric")
+    if spec.get("champion") is not None:
+        out["champion"] = _normalise_champion(_mapping(spec["champion"], "champion"))
+    if spec.get("statistical") is not None:
+        out["statistical"] = _normalise_statistical(_mapping(spec["statistical"], "statistical"))
+    if spec.get("mcnemar") is not None:
+        body = _mapping(spec["mcnemar"], "mcnemar")
+        _only_keys(body, {"alpha"}, "mcnemar")
+        out["mcnemar"] = {"alpha": _number(body.get("alpha", 0.05), "mcnemar.alpha", minimum=1e-6, maximum=0.5)}
+    if spec.get("slices") is not None:
+        out["slices"] = _normalise_slices(spec["slices"])
+    if spec.get("operational") is not None:
+        body = _mapping(spec["operational"], "operational")
+        _only_keys(body, set(_OPERATIONAL), "operational")
+        if not body:
+            raise GateSpecError(f"gate.operational: give at least one of {', '.join(sorted(_OPERATIONAL))}")
+        out["operational"] = {k: _number(v, f"operational.{k}", minimum=0) for k, v in body.items()}
+    if spec.get("custom") is not None:
+        out["custom"] = _normalise_custom(spec["custom"])
+    if not any(out.get(section) for section in _CHECK_SECTIONS):
         raise GateSpecError("gate has no checks: an empty gate is never blessed (give thresholds, baseline or champion)")
-    policies = dict(_POLICIES)
+    policies: dict[str, Any] = {**_POLICIES, "approval_above_change": None}
     for key, value in _mapping(spec.get("policies") or {}, "policies").items():
-        if key not in _POLICIES:
-            raise GateSpecError(f"gate.policies: unknown key {key!r} (allowed: {', '.join(sorted(_POLICIES))})")
-        if value not in _POLICY_VALUES:
+        if key == "approval_above_change":
+            policies[key] = None if value is None else _number(value, "policies.approval_above_change", minimum=0)
+        elif key not in _POLICIES:
+            raise GateSpecError(f"gate.policies: unknown key {key!r} (allowed: approval_above_change, {', '.join(sorted(_POLICIES))})")
+        elif value not in _POLICY_VALUES:
             raise GateSpecError(f"gate.policies.{key}: {value!r} is not one of {', '.join(sorted(_POLICY_VALUES))}")
-        policies[key] = value
+        else:
+            policies[key] = value
     out["policies"] = policies
     on_fail = spec.get("on_fail", "skip")
     if on_fail not in ("skip", "fail"):
@@ -141,7 +275,7 @@ def load_gate_spec(gate: str | dict[str, Any] | None, *, base_dir: str | None = 
         path = next((p for p in candidates if p.is_file()), None)
         if path is not None:
             text = path.read_text()
-        elif not text.startswith("{"):
+        elif not text.startswith("{") and "\n" not in text:
             raise GateSpecError(f"gate file not found: {gate}")
         try:
             gate = yaml.safe_load(text)
@@ -154,17 +288,87 @@ def gate_hash(spec: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
-def _passes(metric: str, value: float | None, comparator: str, threshold: float) -> bool:
+def gate_metrics(spec: dict[str, Any], task: str) -> dict[str, str]:
+    """The metric each comparing section uses (its own, else the primary one), checked against the task."""
+    primary = spec.get("primary_metric") or PRIMARY_METRIC[task]
+    chosen = {"primary": primary}
+    for section in ("baseline", "champion", "statistical"):
+        if section in spec:
+            chosen[section] = spec[section].get("metric", primary)
+    for i, entry in enumerate(spec.get("slices", [])):
+        chosen[f"slices[{i}]"] = entry.get("metric", primary)
+    allowed = set(metrics_for(task))
+    for metric in [*chosen.values(), *spec.get("thresholds", {})]:
+        if metric not in allowed:
+            raise GateSpecError(f"gate: metric {metric!r} does not apply to {task} models (use one of {', '.join(sorted(allowed))})")
+    if "mcnemar" in spec and task == "regression":
+        raise GateSpecError("gate.mcnemar: McNemar's test compares classifiers' accuracy; it does not apply to regression")
+    return chosen
+
+
+# -- the decision ----------------------------------------------------------------------------
+def _passes(value: float | None, comparator: str, threshold: float) -> bool:
     if value is None:
-        return False  # fail closed: a metric we could not compute proves nothing
-    return value >= threshold if comparator == ">=" else value <= threshold
+        return False  # fail closed: a number we could not compute proves nothing
+    return value >= threshold if comparator == ">=" else value <= threshold if comparator == "<=" else value > threshold
 
 
-def _oriented_gain(metric: str, new: float | None, old: float | None) -> float | None:
+def oriented_gain(metric: str, new: float | None, old: float | None) -> float | None:
     """How much better ``new`` is than ``old`` (positive is better), whatever the metric's direction."""
     if new is None or old is None:
         return None
     return round((new - old) if HIGHER_IS_BETTER[metric] else (old - new), 6)
+
+
+def _check(kind: str, metric: str, value: float | None, comparator: str, threshold: float, **extra: Any) -> dict[str, Any]:
+    return {"kind": kind, "metric": metric, "value": value, "comparator": comparator, "threshold": threshold,
+            "passed": _passes(value, comparator, threshold), **{k: v for k, v in extra.items() if v is not None}}
+
+
+def _limit_checks(kind: str, metric: str, value: float | None, limits: dict[str, float], **extra: Any) -> list[dict[str, Any]]:
+    return [_check(kind, metric, value, comparator, limits[bound], **extra)
+            for bound, comparator in (("min", ">="), ("max", "<=")) if bound in limits]
+
+
+def _champion_check(spec: dict[str, Any], metric: str, candidate: float | None, champion: float | None, version: Any) -> dict[str, Any]:
+    body = spec["champion"]
+    gain = oriented_gain(metric, candidate, champion)
+    detail = f"candidate {candidate} vs champion v{version} {champion}"
+    if body["relative"] and gain is not None:
+        if not champion:
+            return _check("champion", metric, None, ">=", 0.0, detail=detail + " (relative change undefined at 0)")
+        gain = round(gain / abs(champion), 6)
+        detail += " (relative change)"
+    if "min_gain" in body:
+        return _check("champion", metric, gain, ">=", body["min_gain"], detail=detail)
+    return _check("champion", metric, gain, ">=", -body["max_drop"], detail=detail)
+
+
+def _statistical_check(spec: dict[str, Any], interval: dict[str, Any] | None, metric: str) -> dict[str, Any]:
+    body = spec["statistical"]
+    threshold = body["margin"] if body["mode"] == "superiority" else -body["margin"]
+    low = None if interval is None else interval.get("low")
+    if interval and interval.get("undefined_resamples", 0) > 0.1 * interval.get("resamples", 1):
+        # The metric was undefined on many resamples (e.g. one class only): the interval is not trustworthy.
+        low = None
+    return _check("statistical", metric, low, ">", threshold, mode=body["mode"], interval=interval, against="champion",
+                  detail=f"{body['mode'].replace('_', '-')}: the lower bound of the {body['confidence']:.0%} CI of the "
+                         f"gain over the champion must exceed {threshold}")
+
+
+def _slice_checks(entry: dict[str, Any], result: dict[str, Any] | None, metric: str) -> list[dict[str, Any]]:
+    if result is None or not result.get("slices"):
+        # fail closed: asked to check slices we could not measure
+        return [_check("slice", metric, None, ">=", entry.get("min", 0.0), slice_column=entry["column"],
+                       detail=f"no slice of {entry['column']!r} had {entry['min_rows']} rows or more")]
+    checks = []
+    for item in result["slices"]:
+        checks += _limit_checks("slice", metric, item["metric"], entry, slice_column=entry["column"],
+                                slice_value=item["value"], detail=f"{entry['column']}={item['value']} ({item['rows']} rows)")
+    if "max_gap" in entry:
+        checks.append(_check("slice_gap", metric, result.get("max_gap"), "<=", entry["max_gap"], slice_column=entry["column"],
+                             detail=f"largest gap between slices of {entry['column']!r}"))
+    return checks
 
 
 def decide(
@@ -172,92 +376,123 @@ def decide(
     spec: dict[str, Any],
     source: str,
     task: str,
-    candidate: dict[str, float | None],
-    baseline: dict[str, float | None],
+    evidence: dict[str, Any],
     champion: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """Run every check and decide. ``champion`` is None (no champion) or
-    ``{"version", "sha256", "metrics", "comparable": bool, "reason"}``.
+    """Turn evidence into checks and an outcome.
+
+    ``evidence`` holds what evaluation measured: ``holdout_rows``; ``metrics`` with
+    ``candidate``, ``baseline`` and (if comparable) ``champion`` dicts; and, when the spec
+    asks, ``interval`` (paired bootstrap vs the champion), ``mcnemar``, ``slices`` (one
+    result per slice spec), ``operational`` and ``custom`` values. ``champion`` is None
+    (no champion) or ``{"version", "sha256", "comparable", "reason"}``.
     """
-    allowed = set(metrics_for(task))
-    primary = spec.get("primary_metric") or PRIMARY_METRIC[task]
-    used = [primary, *spec.get("thresholds", {})] + [spec[s].get("metric", primary) for s in ("baseline", "champion") if s in spec]
-    for metric in used:
-        if metric not in allowed:
-            raise GateSpecError(f"gate: metric {metric!r} does not apply to {task} models (use one of {', '.join(sorted(allowed))})")
-
-    checks: list[dict[str, Any]] = []
-    for metric, limits in spec.get("thresholds", {}).items():
-        for bound, comparator in (("min", ">="), ("max", "<=")):
-            if bound in limits:
-                value = candidate.get(metric)
-                checks.append({
-                    "kind": "threshold", "metric": metric, "value": value, "comparator": comparator,
-                    "threshold": limits[bound], "passed": _passes(metric, value, comparator, limits[bound]),
-                })
-    if "baseline" in spec:
-        metric = spec["baseline"].get("metric", primary)
-        gain = _oriented_gain(metric, candidate.get(metric), baseline.get(metric))
-        margin = spec["baseline"]["min_improvement"]
-        checks.append({
-            "kind": "baseline", "metric": metric, "value": gain, "comparator": ">=", "threshold": margin,
-            "passed": _passes(metric, gain, ">=", margin),
-            "detail": f"candidate {candidate.get(metric)} vs dummy {baseline.get(metric)}",
-        })
+    metrics = gate_metrics(spec, task)
+    primary = metrics["primary"]
+    scores = evidence["metrics"]
+    candidate, baseline = scores["candidate"], scores["baseline"]
     comparable = champion is not None and champion.get("comparable", False)
-    if "champion" in spec and comparable:
-        assert champion is not None
-        metric = spec["champion"].get("metric", primary)
-        gain = _oriented_gain(metric, candidate.get(metric), champion["metrics"].get(metric))
-        limit = -spec["champion"]["max_drop"]
-        checks.append({
-            "kind": "champion", "metric": metric, "value": gain, "comparator": ">=", "threshold": limit,
-            "passed": _passes(metric, gain, ">=", limit),
-            "detail": f"candidate {candidate.get(metric)} vs champion v{champion['version']} {champion['metrics'].get(metric)}",
-        })
-
-    failed = [c for c in checks if not c["passed"]]
-    outcome: Outcome
-    if champion is None:
-        outcome = "no_champion"
-        policy = spec["policies"]["no_champion"]
-    elif not comparable:
-        outcome = "incomparable_champion"
-        policy = spec["policies"]["incomparable_champion"]
-    else:
-        outcome = "rejected" if failed else "blessed"
-        policy = "bless_on_absolute"
-    blessed = policy == "bless_on_absolute" and bool(checks) and not failed
-    reason = _reason(outcome, policy, checks, failed, champion)
-    return {
+    base = {
         "format_version": VERDICT_FORMAT_VERSION,
-        "outcome": outcome,
-        "blessed": blessed,
-        "reason": reason,
         "gate_source": source,
         "gate": spec,
         "gate_hash": gate_hash(spec),
         "on_fail": spec["on_fail"],
         "task_type": task,
         "primary_metric": primary,
-        "checks": checks,
-        "metrics": {"candidate": candidate, "baseline": baseline, "champion": champion["metrics"] if champion else None},
+        "holdout_rows": evidence["holdout_rows"],
+        "metrics": {"candidate": candidate, "baseline": baseline, "champion": scores.get("champion") if comparable else None},
         "champion": None if champion is None else {k: champion.get(k) for k in ("version", "sha256", "comparable", "reason")},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **{k: evidence[k] for k in ("interval", "mcnemar", "slices", "operational", "custom") if evidence.get(k) is not None},
     }
+    if evidence["holdout_rows"] < spec["min_holdout_rows"]:
+        return {**base, "outcome": "insufficient_data", "blessed": False, "requires_approval": False, "checks": [],
+                "reason": f"the holdout has {evidence['holdout_rows']} rows, fewer than the {spec['min_holdout_rows']} "
+                          "the gate needs to decide: not blessed (add data or lower min_holdout_rows)"}
+
+    checks: list[dict[str, Any]] = []
+    for metric, limits in spec.get("thresholds", {}).items():
+        checks += _limit_checks("threshold", metric, candidate.get(metric), limits)
+    if "baseline" in spec:
+        metric = metrics["baseline"]
+        checks.append(_check("baseline", metric, oriented_gain(metric, candidate.get(metric), baseline.get(metric)), ">=",
+                             spec["baseline"]["min_improvement"],
+                             detail=f"candidate {candidate.get(metric)} vs dummy {baseline.get(metric)}"))
+    if comparable:
+        assert champion is not None
+        if "champion" in spec:
+            metric = metrics["champion"]
+            checks.append(_champion_check(spec, metric, candidate.get(metric), scores["champion"].get(metric), champion["version"]))
+        if "statistical" in spec:
+            checks.append(_statistical_check(spec, evidence.get("interval"), metrics["statistical"]))
+        if "mcnemar" in spec:
+            result = evidence.get("mcnemar") or {}
+            worse = result.get("c", 0) > result.get("b", 0)
+            p_value = result.get("p_value")
+            # Only a significant difference *against* the candidate fails: equal-or-better passes.
+            value = None if p_value is None else (p_value if worse else 1.0)
+            checks.append(_check("mcnemar", "accuracy", value, ">=", spec["mcnemar"]["alpha"], p_value=p_value, against="champion",
+                                 detail=f"candidate right where champion wrong: {result.get('b')}, the reverse: {result.get('c')}"))
+    for i, entry in enumerate(spec.get("slices", [])):
+        results = evidence.get("slices") or []
+        checks += _slice_checks(entry, results[i] if i < len(results) else None, metrics[f"slices[{i}]"])
+    operational = evidence.get("operational") or {}
+    for key, limit in spec.get("operational", {}).items():
+        name, label = _OPERATIONAL[key]
+        checks.append(_check("operational", name, operational.get(name), "<=", limit, detail=label))
+    for entry in spec.get("custom", []):
+        value = (evidence.get("custom") or {}).get(entry["name"])
+        checks += _limit_checks("custom", entry["name"], value, entry, detail=entry["function"])
+
+    failed = [c for c in checks if not c["passed"]]
+    outcome: Outcome
+    if champion is None:
+        outcome, policy = "no_champion", spec["policies"]["no_champion"]
+    elif not comparable:
+        outcome, policy = "incomparable_champion", spec["policies"]["incomparable_champion"]
+    else:
+        outcome, policy = ("rejected" if failed else "blessed"), "bless_on_absolute"
+    passed = bool(checks) and not failed
+    requires_approval = passed and policy == "require_approval"
+    change = None
+    if passed and comparable and spec["policies"]["approval_above_change"] is not None:
+        change = oriented_gain(primary, candidate.get(primary), scores["champion"].get(primary))
+        requires_approval = change is not None and abs(change) > spec["policies"]["approval_above_change"]
+    blessed = passed and policy != "reject" and not requires_approval
+    return {**base, "outcome": outcome, "blessed": blessed, "requires_approval": requires_approval, "checks": checks,
+            "reason": _reason(outcome, policy, checks, failed, champion, requires_approval, change)}
 
 
 def describe_check(check: dict[str, Any]) -> str:
-    label = {"threshold": check["metric"], "baseline": f"{check['metric']} gain over dummy",
-             "champion": f"{check['metric']} gain over champion"}[check["kind"]]
-    return f"{label} = {check['value']} (needs {check['comparator']} {check['threshold']}): {'pass' if check['passed'] else 'FAIL'}"
+    label = {
+        "threshold": check["metric"],
+        "baseline": f"{check['metric']} gain over dummy",
+        "champion": f"{check['metric']} gain over champion",
+        "statistical": f"{check['metric']} gain over champion, CI lower bound",
+        "mcnemar": "McNemar p-value (candidate worse)",
+        "slice": f"{check['metric']} on {check.get('slice_column')}={check.get('slice_value')}",
+        "slice_gap": f"{check['metric']} gap across {check.get('slice_column')}",
+        "operational": str(check.get("detail") or check["metric"]),
+        "custom": check["metric"],
+    }.get(check["kind"], check["metric"])
+    text = f"{label} = {check['value']} (needs {check['comparator']} {check['threshold']}): {'pass' if check['passed'] else 'FAIL'}"
+    interval = check.get("interval")
+    if interval:
+        text += f" [gain {interval.get('gain')}, {interval.get('confidence', 0.95):.0%} CI {interval.get('low')}..{interval.get('high')}]"
+    return text
 
 
-def _reason(outcome: str, policy: str, checks: list[dict[str, Any]], failed: list[dict[str, Any]], champion: dict[str, Any] | None) -> str:
+def _reason(outcome: str, policy: str, checks: list[dict[str, Any]], failed: list[dict[str, Any]],
+            champion: dict[str, Any] | None, requires_approval: bool, change: float | None) -> str:
     if not checks:
         return "no check could run (fail closed): add thresholds or a baseline check to the gate"
     if failed:
-        return "failed: " + "; ".join(describe_check(c) for c in failed)
+        return "failed: " + "; ".join(describe_check(c) for c in failed[:10]) + (f"; and {len(failed) - 10} more" if len(failed) > 10 else "")
+    if requires_approval:
+        why = {"no_champion": "there is no champion yet", "incomparable_champion": "the champion is not comparable"}.get(
+            outcome, f"the change over the champion ({change}) is larger than the gate allows without a person")
+        return f"all {len(checks)} checks passed, but {why}: awaiting approval"
     if outcome == "no_champion":
         return ("no champion yet: blessed on absolute and baseline checks" if policy == "bless_on_absolute"
                 else "no champion yet and the gate's policy is to reject")

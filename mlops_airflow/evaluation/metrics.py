@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,43 +32,16 @@ def metrics_for(task: str) -> tuple[str, ...]:
     return REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
 
 
-def _clean(value: float) -> float | None:
-    value = float(value)
-    return None if math.isnan(value) or math.isinf(value) else round(value, 6)
-
-
 def compute_metrics(model: Any, X: pd.DataFrame, y: pd.Series, task: str) -> dict[str, float | None]:
     """Every metric of ``task`` for ``model`` on (X, y); None where a metric is undefined."""
-    import numpy as np
-    from sklearn import metrics as m
+    from mlops_airflow.evaluation.statistics import Predictions
 
-    predictions = model.predict(X)
-    if task == "regression":
-        y_true = y.to_numpy(dtype=float)
-        mape = m.mean_absolute_percentage_error(y_true, predictions) if (y_true != 0).all() else float("nan")
-        return {
-            "r2": _clean(m.r2_score(y_true, predictions)),
-            "rmse": _clean(math.sqrt(m.mean_squared_error(y_true, predictions))),
-            "mae": _clean(m.mean_absolute_error(y_true, predictions)),
-            "mape": _clean(mape),
-        }
-    average = "binary" if task == "binary" else "macro"
-    classes = list(model.classes_)
-    pos_label = classes[-1] if task == "binary" else None
-    result: dict[str, float | None] = {
-        "accuracy": _clean(m.accuracy_score(y, predictions)),
-        "balanced_accuracy": _clean(m.balanced_accuracy_score(y, predictions)),
-        "precision": _clean(m.precision_score(y, predictions, average=average, pos_label=pos_label, zero_division=0)),
-        "recall": _clean(m.recall_score(y, predictions, average=average, pos_label=pos_label, zero_division=0)),
-        "f1": _clean(m.f1_score(y, predictions, average=average, pos_label=pos_label, zero_division=0)),
-        "roc_auc": None,
-        "log_loss": None,
-    }
-    if hasattr(model, "predict_proba") and y.nunique() >= 2:
-        proba = model.predict_proba(X)
-        if task == "binary":
-            result["roc_auc"] = _clean(m.roc_auc_score(y == pos_label, proba[:, 1]))
-        elif set(np.unique(y)) <= set(classes):
-            result["roc_auc"] = _clean(m.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
-        result["log_loss"] = _clean(m.log_loss(y, np.clip(proba, 1e-15, 1), labels=classes))
-    return result
+    return metrics_from_predictions(task, y, Predictions.of(model, X, task))
+
+
+def metrics_from_predictions(task: str, y: pd.Series, predictions: Any) -> dict[str, float | None]:
+    """Every metric of ``task`` from predictions already made, rounded for records."""
+    from mlops_airflow.evaluation.statistics import metric_value
+
+    values = {metric: metric_value(metric, task, y, predictions) for metric in metrics_for(task)}
+    return {metric: None if value is None else round(value, 6) for metric, value in values.items()}

@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 class RegisterModelOperator(MlopsBaseOperator):
     """Commit a new version, after checking the verdict binds to this candidate and blessed it.
 
-    A candidate the gate did not bless skips this task (and so the deploy after it) with
-    the reason in the log. A retried task returns the version its first attempt made.
+    A candidate the gate did not bless (and no person approved or overrode) skips this
+    task, and so the deploy after it, with the reason in the log. A retried task returns
+    the version its first attempt made.
 
     :param model_name: the model (templated).
     :param candidate_sha256: from :class:`TrainModelOperator` (templated).
@@ -37,12 +38,12 @@ class RegisterModelOperator(MlopsBaseOperator):
     def run(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from mlops_airflow.pipeline.register import read_verdict, run_registration
+        from mlops_airflow.pipeline.register import read_verdict, run_registration, verdict_gate
         from mlops_airflow.registry import idempotency_key
 
-        verdict = read_verdict(self.registry, self.verdict_uri)
-        if not verdict.get("blessed"):
-            raise AirflowSkipException(f"not registering: the gate did not bless the candidate ({verdict.get('reason')})")
+        allowed, why, _ = verdict_gate(self.registry, read_verdict(self.registry, self.verdict_uri))
+        if not allowed:
+            raise AirflowSkipException(f"not registering: {why}")
         lineage = self.lineage(context)
         manifest = run_registration(
             self.registry,

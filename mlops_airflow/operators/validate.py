@@ -8,15 +8,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.operators.base import MlopsBaseOperator
+from mlops_airflow.operators.links import ValidationReportLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
 def dag_folder(context: Context) -> str | None:
-    """The DAG file's folder: relative spec paths in Params resolve against it."""
+    """Where relative spec paths in Params resolve: the folder holding the DAG's ``include/``.
+
+    That is the DAGs folder itself after ``mlops-airflow init``, or its parent in a project
+    laid out with ``dags/`` and ``include/`` side by side, so ``include/gate.yaml`` works in both.
+    """
     fileloc = getattr(context.get("dag"), "fileloc", None)
-    return str(Path(fileloc).parent) if fileloc else None
+    if not fileloc:
+        return None
+    folder = Path(fileloc).parent
+    return str(folder if (folder / "include").is_dir() or not (folder.parent / "include").is_dir() else folder.parent)
 
 
 class ValidateDataOperator(MlopsBaseOperator):
@@ -36,7 +44,10 @@ class ValidateDataOperator(MlopsBaseOperator):
     """
 
     template_fields: Sequence[str] = ("registry_uri", "data_uri", "target", "model_name", "validation")
+    operator_extra_links = (ValidationReportLink(),)
     default_timeout = timedelta(minutes=30)
+    #: Set while running; the extra link opens it.
+    report_uri: str | None = None
 
     def __init__(
         self,
@@ -71,8 +82,10 @@ class ValidateDataOperator(MlopsBaseOperator):
                 s3_client=self.hook.s3_client,
             )
         except DataValidationError as exc:
+            self.report_uri = exc.summary.get("report_uri")
             context["ti"].xcom_push(key="validation_summary", value=exc.summary)
             raise
+        self.report_uri = summary["report_uri"]
         stats = summary.get("statistics", {})
         self.log.info(
             "Validation passed: %s rows, %s checks (%s warnings); report: %s",

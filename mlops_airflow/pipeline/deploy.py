@@ -17,7 +17,7 @@ from mlops_airflow.data.snapshot import read_snapshot
 from mlops_airflow.evaluation.evaluate import evaluate_candidate, split_for
 from mlops_airflow.evaluation.gate import check_binding
 from mlops_airflow.exceptions import AliasConflict, DeployError, RegistryError
-from mlops_airflow.pipeline.register import read_verdict
+from mlops_airflow.pipeline.register import read_verdict, verdict_gate
 from mlops_airflow.registry import ModelRegistry
 from mlops_airflow.training.train import split_xy
 
@@ -47,8 +47,9 @@ def run_deployment(
     verdict = read_verdict(registry, verdict_uri)
     check_binding(verdict, model_name=model_name, candidate_sha256=manifest["sha256"],
                   data_fingerprint=manifest["data"]["fingerprint"])
-    if not verdict.get("blessed"):
-        raise RegistryError(f"refusing to deploy v{version}: its verdict is not blessed ({verdict.get('reason')})")
+    allowed, why, _ = verdict_gate(registry, verdict)
+    if not allowed:
+        raise RegistryError(f"refusing to deploy v{version}: {why}")
 
     frame, _ = read_snapshot(registry.store, manifest["data"]["dataset_uri"])
     current = registry.get_alias(model_name, alias)
@@ -62,7 +63,7 @@ def run_deployment(
             log.warning("Champion moved from v%s to v%s since the comparison: re-evaluating", expected, current_version)
             verdict = evaluate_candidate(registry, manifest, frame, gate=verdict["gate"],
                                          gate_source=verdict["gate_source"], champion_alias=alias)
-            if not verdict["blessed"]:
+            if not verdict_gate(registry, verdict)[0]:
                 return {"promoted": False, "version": version, "champion_version": current_version,
                         "reason": f"re-evaluated against v{current_version}: {verdict['reason']}"}
             expected = current_version

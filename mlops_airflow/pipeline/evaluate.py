@@ -30,8 +30,8 @@ def short_verdict(verdict: dict[str, Any]) -> dict[str, Any]:
     """What goes to XCom: the decision and each check, not the whole record."""
     return {
         key: verdict.get(key)
-        for key in ("outcome", "blessed", "reason", "gate_source", "on_fail", "primary_metric", "verdict_uri",
-                    "verdict_id", "candidate_sha256", "holdout_rows")
+        for key in ("outcome", "blessed", "requires_approval", "reason", "gate_source", "on_fail", "primary_metric",
+                    "verdict_uri", "report_uri", "verdict_id", "candidate_sha256", "holdout_rows")
     } | {
         "champion_version": (verdict.get("champion") or {}).get("version"),
         "checks": verdict["checks"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mlops_airflow.evaluation.decisions import promotable, read_decision
 from mlops_airflow.evaluation.gate import check_binding
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.registry import ModelRegistry
@@ -13,6 +14,13 @@ from mlops_airflow.registry import ModelRegistry
 def read_verdict(registry: ModelRegistry, verdict_uri: str) -> dict[str, Any]:
     key = verdict_uri.removeprefix(registry.store.uri.rstrip("/") + "/")
     return json.loads(registry.store.read_bytes(key))
+
+
+def verdict_gate(registry: ModelRegistry, verdict: dict[str, Any]) -> tuple[bool, str, dict[str, Any] | None]:
+    """Whether the verdict (with any human decision on it) lets the candidate through, why, and the decision."""
+    decision = read_decision(registry, verdict)
+    allowed, why = promotable(verdict, decision)
+    return allowed, why, decision
 
 
 def run_registration(
@@ -33,14 +41,18 @@ def run_registration(
         candidate_sha256=candidate_sha256,
         data_fingerprint=candidate["data"]["fingerprint"],
     )
-    if not verdict.get("blessed"):
-        raise RegistryError(f"refusing to register candidate {candidate_sha256[:12]}: not blessed ({verdict.get('reason')})")
+    allowed, why, decision = verdict_gate(registry, verdict)
+    if not allowed:
+        raise RegistryError(f"refusing to register candidate {candidate_sha256[:12]}: {why}")
     manifest = {
         **candidate,
         "metrics": verdict["metrics"]["candidate"],
         "verdict": {
-            key: verdict.get(key)
-            for key in ("verdict_id", "verdict_uri", "outcome", "blessed", "reason", "gate_source", "gate_hash", "champion")
+            **{key: verdict.get(key) for key in ("verdict_id", "verdict_uri", "report_uri", "outcome", "reason",
+                                                  "gate_source", "gate_hash", "champion")},
+            "blessed": True,
+            "gate_blessed": bool(verdict.get("blessed")),
+            "decision": decision,
         },
         "lineage": {**candidate.get("lineage", {}), "register": lineage or {}},
     }

@@ -11,7 +11,7 @@ from mlops_airflow.evaluation.gate import describe_check
 from mlops_airflow.exceptions import ArtifactNotFound, ModelNotFound
 from mlops_airflow.registry import ModelRegistry
 
-STAGES = ("validate", "train", "evaluate", "register", "deploy")
+STAGES = ("validate", "train", "evaluate", "approve", "register", "deploy")
 
 
 def _run_key(model_name: str, run_id: str) -> str:
@@ -84,13 +84,17 @@ def format_run(record: dict[str, Any]) -> str:
     if verdict:
         champion = verdict.get("champion_version")
         lines.append(
-            f"  gate ({verdict.get('gate_source')}), compared with "
+            f"  gate ({verdict.get('gate_source')}) on {verdict.get('holdout_rows')} holdout rows, compared with "
             + (f"champion v{champion}" if champion else "no champion")
             + f": {str(verdict.get('outcome')).upper()}, blessed={verdict.get('blessed')}"
         )
         for check in verdict.get("checks", []):
             lines.append(f"  - {describe_check(check)}")
         lines.append(f"  reason: {verdict.get('reason')}")
+        lines.append(f"  report: {verdict.get('report_uri')}")
+    approval = results.get("approve") or {}
+    if approval.get("approval") not in (None, "not_required"):
+        lines.append(f"\n[approve] {states.get('approve')}\n  {approval.get('approval')} by {approval.get('by')}")
     register = results.get("register") or {}
     lines.append(f"\n[register] {states.get('register')}")
     if register:

@@ -18,6 +18,7 @@ def test_public_exports_are_pinned() -> None:
     assert mlops_airflow.__all__ == [
         "DeployModelOperator",
         "EvaluateModelOperator",
+        "GateApprovalOperator",
         "ModelRegistry",
         "RegisterModelOperator",
         "RegistryHook",
@@ -64,6 +65,7 @@ def test_airflow_discovers_the_provider() -> None:
         ("RegisterModelOperator", ("registry_uri", "model_name", "candidate_sha256", "verdict_uri")),
         ("DeployModelOperator", ("registry_uri", "model_name", "version", "verdict_uri", "server_url")),
         ("RunSummaryOperator", ("registry_uri", "model_name")),
+        ("GateApprovalOperator", ("subject", "body", "model_name", "verdict_uri", "registry_uri")),
     ],
 )
 def test_template_fields_are_pinned(operator: str, fields: tuple[str, ...]) -> None:
@@ -77,3 +79,26 @@ def test_deploy_operator_rejects_an_unknown_target() -> None:
 
 def test_py_typed_ships() -> None:
     assert (Path(mlops_airflow.__file__).parent / "py.typed").is_file()
+
+
+def test_extra_links_are_registered_and_attached() -> None:
+    info = get_provider_info()
+    assert info["extra-links"] == [
+        "mlops_airflow.operators.links.ValidationReportLink",
+        "mlops_airflow.operators.links.GateReportLink",
+    ]
+    assert [link.name for link in mlops_airflow.ValidateDataOperator.operator_extra_links] == ["Validation report"]
+    assert [link.name for link in mlops_airflow.EvaluateModelOperator.operator_extra_links] == ["Gate report"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "url"),
+    [("/srv/reg/m/r.html", "file:///srv/reg/m/r.html"), ("s3://b/p/r.html", "https://b.s3.amazonaws.com/p/r.html"),
+     (None, "")],
+)
+def test_report_links_point_somewhere_a_browser_can_open(uri: str | None, url: str) -> None:
+    from mlops_airflow.operators.links import GateReportLink
+
+    operator = mlops_airflow.EvaluateModelOperator(task_id="e", model_name="m", candidate_sha256="x")
+    operator.report_uri = uri
+    assert GateReportLink().get_link(operator, ti_key=None) == url

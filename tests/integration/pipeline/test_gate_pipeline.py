@@ -1,0 +1,89 @@
+"""The whole gate on real models and data: every section of include/gate_example.yaml, reports, callbacks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from testsupport import REPO, SAMPLE
+
+from mlops_airflow.pipeline.evaluate import run_evaluation
+
+pytestmark = pytest.mark.integration
+JAN, BOTH = str(SAMPLE / "trips_2026_01.csv"), str(SAMPLE / "trips_2026_*.csv")
+
+
+def challenger(registry: Any, build_version: Any, estimator_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Champion v1 on January; a challenger candidate on both months (not yet evaluated)."""
+    from mlops_airflow.pipeline.train import run_training
+    from mlops_airflow.pipeline.validate import run_validation
+
+    build_version("m", JAN)
+    summary = run_validation(registry, model_name="m", data_uri=BOTH, target="tipped")
+    return run_training(registry, model_name="m", dataset_uri=summary["dataset_uri"], target="tipped",
+                        row_key="trip_id", estimator_params=estimator_params)
+
+
+def test_every_check_kind_runs_on_real_models(registry: Any, build_version: Any) -> None:
+    candidate = challenger(registry, build_version)
+    verdict = run_evaluation(registry, model_name="m", candidate_sha256=candidate["sha256"],
+                             gate=str(REPO / "include" / "gate_example.yaml"))
+    kinds = {check["kind"] for check in verdict["checks"]}
+    assert kinds == {"threshold", "baseline", "champion", "statistical", "mcnemar", "slice", "slice_gap",
+                     "operational", "custom"}
+    interval = verdict["interval"]
+    assert interval["resamples"] == 1000 and interval["low"] <= interval["gain"] <= interval["high"]
+    assert {s["value"] for s in verdict["slices"][0]["slices"]} == {"app", "card", "cash"}
+    assert verdict["operational"]["single_row_ms"]["p99"] > 0 and verdict["operational"]["size_mb"] > 0
+    assert 0 <= verdict["custom"]["tip_rate_bias"] < 1
+    json.dumps(verdict)
+    stored = json.loads(registry.store.read_bytes(verdict["verdict_uri"].removeprefix(registry.store.uri + "/")))
+    assert stored["verdict_id"] == verdict["verdict_id"]
+    report = registry.store.read_bytes(verdict["report_uri"].removeprefix(registry.store.uri + "/")).decode()
+    assert "<svg" in report and "payment_type" in report and verdict["outcome"].replace("_", " ") in report.lower()
+
+
+def test_the_same_model_is_never_significantly_better_than_itself(registry: Any, build_version: Any) -> None:
+    v1 = build_version("m", JAN)
+    # The champion's own artifact, evaluated as a candidate against itself: identical predictions.
+    verdict = run_evaluation(registry, model_name="m", candidate_sha256=v1["sha256"],
+                             gate={"statistical": {"mode": "superiority"}, "mcnemar": {"alpha": 0.05}})
+    assert verdict["interval"]["gain"] == 0 and verdict["mcnemar"]["p_value"] == 1.0
+    assert verdict["outcome"] == "rejected" and verdict["blessed"] is False
+
+
+def test_a_slice_that_is_not_in_the_data_is_named(registry: Any, build_version: Any) -> None:
+    from mlops_airflow.exceptions import GateSpecError
+
+    candidate = challenger(registry, build_version)
+    with pytest.raises(GateSpecError, match="slices\\[0\\].column: 'region' is not in the data"):
+        run_evaluation(registry, model_name="m", candidate_sha256=candidate["sha256"],
+                       gate={"slices": [{"column": "region", "min": 0.5}]})
+
+
+class FakeTI:
+    dag_id, run_id, task_id, map_index, try_number = "d", "r", "evaluate", -1, 1
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def test_verdict_callbacks_see_every_verdict_and_cannot_change_it(registry: Any, build_version: Any, registry_uri: str) -> None:
+    from mlops_airflow.operators.evaluate import EvaluateModelOperator
+
+    candidate = challenger(registry, build_version)
+    seen: list[dict[str, Any]] = []
+
+    def broken(verdict: dict[str, Any], context: Any) -> None:
+        raise RuntimeError("the alerting service is down")
+
+    operator = EvaluateModelOperator(task_id="evaluate", model_name="m", candidate_sha256=candidate["sha256"],
+                                     gate={"thresholds": {"roc_auc": {"min": 0.99}}}, registry_uri=registry_uri,
+                                     verdict_callbacks=[broken, lambda verdict, context: seen.append(verdict)])
+    result = operator.run({"ti": FakeTI(), "dag": None})  # type: ignore[arg-type]
+    assert result["blessed"] is False and seen == [result]
+    assert operator.report_uri == result["report_uri"]
