@@ -6,6 +6,7 @@
     mlops-airflow gate override NAME --candidate SHA --reason TEXT [--by WHO] [--verdict ID]
     mlops-airflow serve NAME [--alias champion] [--host H] [--port P]
     mlops-airflow init DAGS_FOLDER [--force]
+    mlops-airflow suite infer DATA --out include/NAME.yaml [--target T] [--margin 0.1] [--force]
 
 The registry location comes from ``--registry`` or the settings (see
 :mod:`mlops_airflow.settings`); S3 credentials and endpoint from the standard AWS
@@ -144,6 +145,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suite_infer(args: argparse.Namespace) -> int:
+    from mlops_airflow.data.loading import load_dataset
+    from mlops_airflow.validation import load_validation_spec
+    from mlops_airflow.validation.infer import dump_spec_yaml, infer_spec
+
+    out = Path(args.out).expanduser()
+    if out.exists() and not args.force:
+        print(f"mlops-airflow: {out} exists; --force to overwrite", file=sys.stderr)
+        return 1
+    dataset = load_dataset(args.data)
+    try:
+        spec = infer_spec(
+            dataset.frame,
+            target=args.target,
+            margin=args.margin,
+            max_categories=args.max_categories,
+            source_format=dataset.format,
+        )
+    except ValueError as exc:
+        print(f"mlops-airflow: {exc}", file=sys.stderr)
+        return 1
+    text = dump_spec_yaml(spec, source=args.data)
+    load_validation_spec(text)  # what we write must load: a bug here should not reach a DAG
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}: {len(spec['columns'])} columns inferred from {args.data} ({dataset.rows} rows); "
+          "review the ranges and allowed values before use")
+    return 0
+
+
 def bundled_files() -> tuple[Path, Path]:
     """The example DAGs and include/ folders: from the installed package, or this checkout."""
     bundled = resources.files("mlops_airflow") / "_bundled"
@@ -224,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("dags_folder")
     init.add_argument("--force", action="store_true", help="overwrite existing files")
     init.set_defaults(func=cmd_init)
+
+    suite = commands.add_parser("suite", help="data validation specs").add_subparsers(dest="action", required=True)
+    infer = suite.add_parser("infer", help="write a starting validation spec profiled from a dataset")
+    infer.add_argument("data", help="a data_uri: .csv/.parquet path or s3:// URI (* matches several files)")
+    infer.add_argument("--out", required=True, help="the YAML file to write, e.g. include/trips_validation.yaml")
+    infer.add_argument("--target", help="the label column (must exist; integer labels become allowed values)")
+    infer.add_argument("--margin", type=float, default=0.1, help="widen observed ranges by this fraction (default: 0.1)")
+    infer.add_argument("--max-categories", type=int, default=50,
+                       help="list text values as allowed up to this many distinct ones (default: 50)")
+    infer.add_argument("--force", action="store_true", help="overwrite an existing file")
+    infer.set_defaults(func=cmd_suite_infer)
     return parser
 
 

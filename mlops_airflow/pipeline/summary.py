@@ -71,6 +71,14 @@ def format_run(record: dict[str, Any]) -> str:
                 label = "FAILED" if check.get("severity") == "error" else "warning"
                 reason = (check.get("observed") or {}).get("reason") or check.get("observed")
                 lines.append(f"  {label}: {check.get('column') or 'table'} {check.get('check')}: {reason}")
+        drift = validation.get("drift") or {}
+        if drift.get("skipped"):
+            lines.append(f"  drift: skipped ({drift['skipped']})")
+        elif drift:
+            drifted = drift.get("drifted_columns") or []
+            lines.append(f"  drift vs {drift.get('reference')}: "
+                         + (f"{len(drifted)} column(s) drifted: {', '.join(drifted)}" if drifted else "no column drifted")
+                         + f" (policy: {drift.get('policy')})")
         lines.append(f"  report: {validation.get('report_uri')}")
     train = results.get("train") or {}
     lines.append(f"\n[train] {states.get('train')}")

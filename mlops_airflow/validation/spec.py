@@ -13,6 +13,11 @@ A spec is a YAML (or JSON) mapping::
       notes:                          # no checks: the column must merely exist
     row_count: {min: 100, max: 10000000}   # optional; also takes severity
     allow_extra_columns: true         # default true; false fails on undeclared columns
+    drift:                            # optional: compare with a reference (see below)
+      reference: champion             # default; or the URI of a dataset
+      policy: warn                    # warn (default) or stop: what a drifted column does to the run
+      psi: 0.2
+      per_column: {hour: {psi: 0.3}}
 
 Column keys (all optional):
 
@@ -39,12 +44,29 @@ Column keys (all optional):
     ``error`` (default): a failed check fails the validation. ``warning``: it is
     reported only.
 
+The ``drift`` section (all keys optional; ``drift: {}`` turns the check on with defaults;
+computed by :func:`~mlops_airflow.validation.drift.compute_drift`):
+
+``reference``
+    ``champion`` (default): the data the current champion was trained on; the check is
+    skipped while there is no champion. Any other text is the URI of a reference dataset.
+``policy``
+    ``warn`` (default): a drifted column is reported. ``stop``: it fails the run.
+``columns``
+    The columns to compare; default: the reference's features present in the data.
+``psi`` / ``ks_pvalue`` / ``chi2_pvalue`` / ``unseen_share``
+    Thresholds for every column (defaults 0.2, 0.001, 0.001, 0.01): a column drifts when
+    its PSI or unseen-category share is above, or a test's p-value below, its threshold.
+``per_column``
+    ``{column: {psi: .., ...}}``: thresholds overriding the above for one column.
+
 Ranges and allowed sets of ``error`` columns are the spec's *declared* constraints
 (:func:`declared_constraints`): the model server rejects requests outside them.
 
 :func:`load_validation_spec` returns the *normalised* form: the same layout with every
 column's ``type``, ``nullable``, ``unique`` and ``severity`` filled in, ``row_count``
-``None`` or a mapping with ``severity``, and ``format_version`` and
+``None`` or a mapping with ``severity``, ``drift`` ``None`` or a mapping with every key
+set (``columns`` ``None`` when not given), and ``format_version`` and
 ``allow_extra_columns`` set. Loading a normalised spec again returns it unchanged.
 """
 
@@ -58,14 +80,17 @@ from typing import Any
 import yaml
 
 from mlops_airflow.exceptions import ValidationSpecError
+from mlops_airflow.validation.drift import DEFAULT_THRESHOLDS, POLICIES
 
 SPEC_FORMAT_VERSION = 1
 COLUMN_TYPES = ("integer", "number", "string", "boolean")
 SEVERITIES = ("error", "warning")
 
-_TOP_KEYS = ("format_version", "columns", "row_count", "allow_extra_columns")
+_TOP_KEYS = ("format_version", "columns", "row_count", "allow_extra_columns", "drift")
 _COLUMN_KEYS = ("type", "min", "max", "allowed", "mostly", "unique", "regex", "nullable", "severity")
 _ROW_COUNT_KEYS = ("min", "max", "severity")
+_DRIFT_THRESHOLD_KEYS = tuple(DEFAULT_THRESHOLDS)
+_DRIFT_KEYS = ("reference", "policy", "columns", *_DRIFT_THRESHOLD_KEYS, "per_column")
 
 Path = tuple[str | int, ...]
 
@@ -136,6 +161,16 @@ def declared_constraints(spec: dict | None) -> dict[str, dict]:
         if declared:
             constraints[name] = declared
     return constraints
+
+
+def drift_config(spec: dict | None) -> dict | None:
+    """The spec's normalised ``drift`` section (a config for ``compute_drift``); None when it has none."""
+    normalised = load_validation_spec(spec) if spec is not None else None
+    if not normalised or normalised.get("drift") is None:
+        return None
+    drift = dict(normalised["drift"])
+    drift["per_column"] = {name: dict(values) for name, values in drift["per_column"].items()}
+    return drift
 
 
 # -- parsing -------------------------------------------------------------------------------
@@ -285,6 +320,7 @@ def _normalise(data: Any, *, source: str, lines: dict[Path, int]) -> dict:
                 columns[name] = column
 
     row_count = _normalise_row_count(check, data.get("row_count"))
+    drift = _normalise_drift(check, data.get("drift"))
 
     if check.problems:
         raise ValidationSpecError(_problems_message(source, check.problems))
@@ -293,6 +329,7 @@ def _normalise(data: Any, *, source: str, lines: dict[Path, int]) -> dict:
         "columns": columns,
         "row_count": row_count,
         "allow_extra_columns": bool(allow_extra),
+        "drift": drift,
     }
 
 
@@ -395,3 +432,68 @@ def _normalise_row_count(check: _Checker, raw: Any) -> dict | None:
         check.problem((*path, "min"), f"min {lo} is greater than max {hi}")
     row_count["severity"] = check.choice((*path, "severity"), raw.get("severity", "error"), SEVERITIES)
     return row_count
+
+
+def _normalise_drift(check: _Checker, raw: Any) -> dict | None:
+    if raw is None:
+        return None
+    path: Path = ("drift",)
+    if not isinstance(raw, dict):
+        check.problem(path, f"expected a mapping like {{reference: champion, policy: warn}}, got {_got(raw)}")
+        return None
+    check.unknown_keys(path, raw, _DRIFT_KEYS)
+    drift: dict[str, Any] = {}
+
+    reference = raw.get("reference", "champion")
+    if not isinstance(reference, str) or not reference.strip():
+        check.problem((*path, "reference"), f"expected champion or a dataset URI, got {_got(reference)}")
+    drift["reference"] = reference.strip() if isinstance(reference, str) else reference
+    drift["policy"] = check.choice((*path, "policy"), raw.get("policy", "warn"), POLICIES)
+
+    columns = raw.get("columns")
+    if columns is not None:
+        if not isinstance(columns, list) or not columns:
+            check.problem((*path, "columns"), f"expected a non-empty list of column names, got {_got(columns)}")
+        else:
+            for index, name in enumerate(columns):
+                if not isinstance(name, str):
+                    check.problem((*path, "columns", index), f"column name {name!r} is not text (quote it in YAML)")
+    drift["columns"] = list(columns) if isinstance(columns, list) else columns
+
+    thresholds = _drift_thresholds(check, path, raw)
+    drift.update({key: thresholds.get(key, default) for key, default in DEFAULT_THRESHOLDS.items()})
+
+    per_column: dict[str, dict[str, float]] = {}
+    raw_per_column = raw.get("per_column") or {}
+    if not isinstance(raw_per_column, dict):
+        check.problem((*path, "per_column"), f"expected a mapping of column name to thresholds, got {_got(raw_per_column)}")
+    else:
+        for name, overrides in raw_per_column.items():
+            column_path: Path = (*path, "per_column", str(name))
+            if not isinstance(name, str):
+                check.problem(column_path, f"column name {name!r} is not text (quote it in YAML)")
+            elif not isinstance(overrides, dict) or not overrides:
+                check.problem(column_path, f"expected a mapping like {{psi: 0.3}}, got {_got(overrides)}")
+            else:
+                check.unknown_keys(column_path, overrides, _DRIFT_THRESHOLD_KEYS)
+                per_column[name] = _drift_thresholds(check, column_path, overrides)
+    drift["per_column"] = per_column
+    return drift
+
+
+def _drift_thresholds(check: _Checker, path: Path, raw: dict) -> dict[str, float]:
+    """The thresholds given in ``raw``: PSI any number >= 0, the others fractions (0..1)."""
+    thresholds: dict[str, float] = {}
+    for key in _DRIFT_THRESHOLD_KEYS:
+        if key not in raw:
+            continue
+        value = raw[key]
+        if not _is_number(value):
+            check.problem((*path, key), f"expected a number, got {_got(value)}")
+        elif key == "psi" and value < 0:
+            check.problem((*path, key), f"must be >= 0, got {value!r}")
+        elif key != "psi" and not 0 <= value <= 1:
+            check.problem((*path, key), f"must be between 0 and 1, got {value!r}")
+        else:
+            thresholds[key] = value
+    return thresholds

@@ -87,3 +87,29 @@ def test_verdict_callbacks_see_every_verdict_and_cannot_change_it(registry: Any,
     result = operator.run({"ti": FakeTI(), "dag": None})  # type: ignore[arg-type]
     assert result["blessed"] is False and seen == [result]
     assert operator.report_uri == result["report_uri"]
+
+
+def test_drift_against_the_champions_training_data(registry: Any, build_version: Any, tmp_path: Any) -> None:
+    import pandas as pd
+
+    from mlops_airflow.exceptions import DataValidationError
+    from mlops_airflow.pipeline.validate import run_validation
+
+    first = run_validation(registry, model_name="m", data_uri=JAN, target="tipped", validation=str(REPO / "include" / "trips_validation.yaml"))
+    assert first["drift"]["skipped"].startswith("no champion yet")
+    build_version("m", JAN)
+    same = run_validation(registry, model_name="m", data_uri=JAN, target="tipped",
+                          validation=str(REPO / "include" / "trips_validation.yaml"))
+    assert same["drift"]["drifted_columns"] == [] and same["drift"]["breach"] is False
+    # Night-time trips only: hour and everything tied to it shift.
+    frame = pd.read_csv(JAN)
+    night = frame[(frame["hour"] >= 20) | (frame["hour"] <= 3)]
+    path = tmp_path / "night.csv"
+    night.to_csv(path, index=False)
+    spec = {**__import__("yaml").safe_load((REPO / "include" / "trips_validation.yaml").read_text())}
+    warned = run_validation(registry, model_name="m", data_uri=str(path), target="tipped", validation=spec)
+    assert "hour" in warned["drift"]["drifted_columns"] and warned["drift"]["breach"] is True
+    spec["drift"] = {**spec["drift"], "policy": "stop"}
+    with pytest.raises(DataValidationError, match="data drifted from the reference in .*hour.* the drift policy is stop"):
+        run_validation(registry, model_name="m", data_uri=str(path), target="tipped", validation=spec)
+    assert registry.list_versions("m") == [1]

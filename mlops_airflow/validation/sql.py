@@ -1,0 +1,516 @@
+"""Validating a table or query in a SQL database where it lives, through GX's SQL data source.
+
+The same checks as :func:`~mlops_airflow.validation.checks.validate_dataset`, with the same
+check names and summary shape (so the same failure message and report work), but the
+database computes every metric: the rows are never pulled into the worker, so a table
+larger than its memory validates. What travels back is small: counts, the columns and
+their SQL types, at most a few sample values per failed check, and one row of aggregates
+per column for the profile.
+
+SQL columns carry types, so declared types are checked strictly against the database's
+(``double precision`` is a number, not an integer); nothing is cast.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from mlops_airflow.exceptions import DataError
+from mlops_airflow.validation.checks import (
+    MAX_LISTED_COLUMNS,
+    MAX_PROFILED_COLUMNS,
+    SAMPLE_SIZE,
+    ValidationOutcome,
+    _Checks,
+    _exception_message,
+    _jsonable,
+    _percent,
+)
+from mlops_airflow.validation.spec import load_validation_spec
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from mlops_airflow.data.loading import SqlSource
+
+#: Per pending expectation: (record index, GX expectation class, kwargs).
+_Pending = list[tuple[int, str, dict[str, Any]]]
+
+
+def validate_sql(
+    dsn: str,
+    *,
+    table: str | None = None,
+    query: str | None = None,
+    spec: dict | None,
+    target: str | None = None,
+    redact_samples: bool = False,
+) -> ValidationOutcome:
+    """Validate a table or query of the database at ``dsn`` in the database itself.
+
+    ``dsn`` is a ``postgresql://`` URL, optionally carrying ``?table=NAME`` or
+    ``?query=SELECT...`` (as :func:`~mlops_airflow.data.load_dataset` accepts); ``table``
+    (``schema.name`` allowed) or ``query`` given here take their place. Runs the minimal
+    check (rows, and the ``target`` column present with no nulls), then with a ``spec`` its
+    column, strict type and value checks. The outcome's ``frame`` is ``None``: no rows are
+    read. Never raises for bad data; raises :class:`DataError` (with the password masked)
+    when the database, table or query cannot be reached, and ``ValidationSpecError`` for a
+    bad spec.
+    """
+    import sqlalchemy as sa
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mlops_airflow.data.loading import parse_sql_uri
+
+    source = parse_sql_uri(dsn, table=table, query=query)
+    normalised = load_validation_spec(spec) if spec is not None else None
+    engine = sa.create_engine(source.dsn, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            types = _column_types(connection, source)
+            checks = _Checks(redact=redact_samples)
+            pending: _Pending = []
+            rows_index = _minimal_checks(checks, pending, types, target=target)
+            if normalised:
+                _spec_checks(checks, pending, types, normalised, target=target)
+            _run_suite(checks, source, pending)
+            rows = _fill_minimal(checks, rows_index, target=target)
+            profile = _profile(
+                connection,
+                source,
+                types,
+                first=[*([target] if target else []), *(normalised["columns"] if normalised else [])],
+                redact=redact_samples,
+            )
+    except SQLAlchemyError as exc:
+        raise DataError(f"cannot validate {source.label} in {source.masked_dsn}: {_reason(exc)}") from exc
+    finally:
+        engine.dispose()
+
+    records = checks.records
+    failed_errors = sum(1 for c in records if not c["success"] and c["severity"] == "error")
+    failed_warnings = sum(1 for c in records if not c["success"] and c["severity"] == "warning")
+    summary = {
+        "success": failed_errors == 0,
+        "rows": rows,
+        "columns": list(types),
+        "target": target,
+        "source_format": "sql",
+        "source": {
+            "database": source.masked_dsn,
+            **({"table": source.table} if source.table is not None else {"query": source.query}),
+        },
+        "column_types": {name: sql_type for name, (sql_type, _kind) in types.items()},
+        "spec_given": normalised is not None,
+        "redacted": redact_samples,
+        "statistics": {
+            "evaluated": len(records),
+            "successful": sum(1 for c in records if c["success"]),
+            "failed_errors": failed_errors,
+            "failed_warnings": failed_warnings,
+        },
+        "checks": records,
+        "columns_profile": profile,
+    }
+    return ValidationOutcome(success=failed_errors == 0, frame=None, summary=summary)  # type: ignore[arg-type]
+
+
+def _reason(exc: Exception) -> str:
+    """The driver's first line (e.g. ``relation "trips" does not exist``), without SQLAlchemy's wrapping."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- the database's columns and types ---------------------------------------------------------
+
+
+def _column_types(connection: sa.Connection, source: SqlSource) -> dict[str, tuple[str, str | None]]:
+    """``{column: (SQL type, kind)}`` in the source's order, kind being a spec type or ``None``.
+
+    Read from an empty result (``LIMIT 0``): the table's or the query's own columns, at no
+    cost, and the query's are known without running it over the data.
+    """
+    import sqlalchemy as sa
+
+    result = connection.execute(sa.select(sa.text("*")).select_from(source.selectable()).limit(0))
+    description = result.cursor.description if result.cursor is not None else None
+    result.close()
+    columns = [(str(item[0]), item[1]) for item in description or []]
+    oids = sorted({int(code) for _name, code in columns if isinstance(code, int)})
+    names: dict[int, str] = {}
+    if oids:
+        # psycopg reports PostgreSQL type OIDs; format_type gives the names SQLAlchemy reflects.
+        rows = connection.execute(
+            sa.text("SELECT oid::int, format_type(oid, NULL) FROM pg_catalog.pg_type WHERE oid = ANY(:oids)"),
+            {"oids": oids},
+        )
+        names = {int(oid): str(name) for oid, name in rows}
+    types: dict[str, tuple[str, str | None]] = {}
+    for name, code in columns:
+        sql_type = names.get(code, str(code)) if isinstance(code, int) else str(code)
+        types[name] = (sql_type, _kind_of(connection.dialect, sql_type))
+    return types
+
+
+def _kind_of(dialect: Any, sql_type: str) -> str | None:
+    """The spec type (integer, number, string, boolean) a SQL type is, or ``None`` (dates, JSON, ...)."""
+    import sqlalchemy as sa
+
+    type_class = dialect.ischema_names.get(sql_type)
+    if type_class is None:
+        return _UNREFLECTED_KINDS.get(sql_type)
+    for base, kind in (
+        (sa.Boolean, "boolean"),
+        (sa.Integer, "integer"),
+        (
+            (sa.Numeric, sa.Float),
+            "number",
+        ),  # numeric; real, double precision (no Numeric since SQLAlchemy 2.1)
+        (sa.String, "string"),  # text, varchar, char
+    ):
+        if isinstance(type_class, type) and issubclass(type_class, base):
+            return kind
+    return None
+
+
+#: Types format_type names but SQLAlchemy's reflection table does not hold.
+_UNREFLECTED_KINDS = {"bpchar": "string", '"char"': "string"}
+
+
+def _type_ok(declared: str, kind: str | None) -> bool:
+    return kind == declared or (declared == "number" and kind == "integer")
+
+
+# -- the checks -------------------------------------------------------------------------------
+# Check names and record shapes are those of validation.checks, so reports read the same.
+
+
+def _expect(
+    checks: _Checks,
+    pending: _Pending,
+    expectation: str,
+    check: str,
+    column: str | None,
+    severity: str,
+    params: dict[str, Any],
+) -> int:
+    index = checks.add(check, column=column, severity=severity, success=False, params=params)
+    pending.append((index, expectation, {**({"column": column} if column is not None else {}), **params}))
+    return index
+
+
+def _minimal_checks(
+    checks: _Checks, pending: _Pending, types: dict[str, tuple[str, str | None]], *, target: str | None
+) -> int:
+    """Record the minimal check; return the index of the row count record (evaluated in GX)."""
+    rows_index = checks.add("expect_table_to_have_rows", column=None, severity="error", success=False)
+    pending.append((rows_index, "ExpectTableRowCountToBeBetween", {"min_value": 1}))
+    if target is None:
+        return rows_index
+    present = target in types
+    shown = ", ".join(list(types)[:MAX_LISTED_COLUMNS])
+    checks.add(
+        "expect_target_column_to_exist",
+        column=target,
+        severity="error",
+        success=present,
+        observed=None
+        if present
+        else {"reason": f"target column {target!r} is not in the data (columns: {shown})"},
+    )
+    if present:
+        _expect(
+            checks,
+            pending,
+            "ExpectColumnValuesToNotBeNull",
+            "expect_target_values_to_not_be_null",
+            target,
+            "error",
+            {},
+        )
+    return rows_index
+
+
+def _fill_minimal(checks: _Checks, rows_index: int, *, target: str | None) -> int:
+    """Rewrite the minimal check's records as checks.py words them; return the row count."""
+    record = checks.records[rows_index]
+    rows = record["observed"].get("observed_value")
+    if not isinstance(rows, int):  # the count itself failed: its error is in the record
+        return 0
+    checks.observe(
+        rows_index,
+        success=rows > 0,
+        observed={"observed_value": rows, "reason": None if rows else "the data has no rows"},
+    )
+    for index, record in enumerate(checks.records):
+        if record["check"] == "expect_target_values_to_not_be_null" and record["column"] == target:
+            nulls = record["observed"].get("unexpected_count")
+            if isinstance(nulls, int) and "error" not in record["observed"]:
+                checks.observe(
+                    index,
+                    success=nulls == 0,
+                    observed={
+                        "unexpected_count": nulls,
+                        "unexpected_percent": _percent(nulls, rows),
+                        "reason": f"{nulls} of {rows} target values are null" if nulls else None,
+                    },
+                )
+    return rows
+
+
+def _spec_checks(
+    checks: _Checks,
+    pending: _Pending,
+    types: dict[str, tuple[str, str | None]],
+    spec: dict,
+    *,
+    target: str | None,
+) -> None:
+    for name, column in spec["columns"].items():
+        severity = column["severity"]
+        if name not in types:
+            if name != target:  # a missing target is already the minimal check's error
+                checks.add(
+                    "expect_column_to_exist",
+                    column=name,
+                    severity=severity,
+                    success=False,
+                    observed={"reason": f"column {name!r} is not in the data"},
+                )
+            continue
+        checks.add("expect_column_to_exist", column=name, severity=severity, success=True)
+        sql_type, kind = types[name]
+        if column["type"]:
+            ok = _type_ok(column["type"], kind)
+            checks.add(
+                "expect_column_values_to_be_of_type",
+                column=name,
+                severity=severity,
+                success=ok,
+                params={"type": column["type"]},
+                observed={
+                    "dtype": sql_type,
+                    "reason": None
+                    if ok
+                    else f"SQL type {sql_type} is not {column['type']} (SQL columns must carry their type)",
+                },
+            )
+        bounds = {key: column[key] for key in ("min", "max") if column.get(key) is not None}
+        # A range on a column that is not numeric cannot be evaluated; its type check already failed.
+        if bounds and kind in ("integer", "number"):
+            params = {"min_value": bounds.get("min"), "max_value": bounds.get("max")}
+            _expect(
+                checks,
+                pending,
+                "ExpectColumnValuesToBeBetween",
+                "expect_column_values_to_be_between",
+                name,
+                severity,
+                params,
+            )
+        if column.get("allowed") is not None:
+            params = {"value_set": column["allowed"]}
+            _expect(
+                checks,
+                pending,
+                "ExpectColumnValuesToBeInSet",
+                "expect_column_values_to_be_in_set",
+                name,
+                severity,
+                params,
+            )
+        if not column["nullable"] and name != target:  # target nulls: the minimal check
+            params = {"mostly": column["mostly"]} if column.get("mostly", 1) < 1 else {}
+            _expect(
+                checks,
+                pending,
+                "ExpectColumnValuesToNotBeNull",
+                "expect_column_values_to_not_be_null",
+                name,
+                severity,
+                params,
+            )
+        if column["unique"]:
+            _expect(
+                checks,
+                pending,
+                "ExpectColumnValuesToBeUnique",
+                "expect_column_values_to_be_unique",
+                name,
+                severity,
+                {},
+            )
+        if column.get("regex") is not None:
+            _expect(
+                checks,
+                pending,
+                "ExpectColumnValuesToMatchRegex",
+                "expect_column_values_to_match_regex",
+                name,
+                severity,
+                {"regex": column["regex"]},
+            )
+
+    if not spec["allow_extra_columns"]:
+        extra = [c for c in types if c not in spec["columns"] and c != target]
+        checks.add(
+            "expect_table_columns_to_match_set",
+            column=None,
+            severity="error",
+            success=not extra,
+            params={"allow_extra_columns": False},
+            observed={
+                "unexpected": extra[:MAX_LISTED_COLUMNS],
+                "unexpected_count": len(extra),
+                "reason": f"{len(extra)} undeclared column(s): {', '.join(extra[:MAX_LISTED_COLUMNS])}"
+                if extra
+                else None,
+            },
+        )
+    row_count = spec.get("row_count")
+    if row_count:
+        params = {"min_value": row_count.get("min"), "max_value": row_count.get("max")}
+        _expect(
+            checks,
+            pending,
+            "ExpectTableRowCountToBeBetween",
+            "expect_table_row_count_to_be_between",
+            None,
+            row_count["severity"],
+            params,
+        )
+
+
+def _run_suite(checks: _Checks, source: SqlSource, pending: _Pending) -> None:
+    """Evaluate the pending expectations as one GX suite on a SQL batch; fill in their records."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+    from great_expectations.datasource.fluent.interfaces import TestConnectionError
+
+    context = gx.get_context(
+        mode="ephemeral",
+        project_config=DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            progress_bars=ProgressBarsConfig(globally=False),
+        ),
+    )
+    datasource = None
+    asset: Any
+    try:
+        datasource = context.data_sources.add_postgres("mlops_airflow", connection_string=source.dsn)
+        if source.table is not None:
+            schema, _, name = source.table.rpartition(".")
+            asset = datasource.add_table_asset("source", table_name=name, schema_name=schema or None)
+        else:
+            asset = datasource.add_query_asset("source", query=source.query or "")
+        suite = gx.ExpectationSuite(name="mlops_airflow_validation")
+        for index, expectation, kwargs in pending:
+            params = {key: value for key, value in kwargs.items() if value is not None}
+            suite.add_expectation(
+                getattr(gx.expectations, expectation)(**params, meta={"check_index": index})
+            )
+        batch = asset.add_batch_definition_whole_table("whole_table").get_batch()
+        result = batch.validate(
+            suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE * 4}
+        )
+    except TestConnectionError as exc:
+        raise DataError(
+            f"cannot validate {source.label} in {source.masked_dsn}: {_scrub(str(exc), source)}"
+        ) from exc
+    finally:
+        if datasource is not None:
+            datasource.get_engine().dispose()
+    for item in result.results:
+        config = item.expectation_config
+        if config is None or not config.meta:
+            continue
+        index = int(config.meta["check_index"])
+        outcome = item.result or {}
+        observed = {
+            key: outcome.get(key)
+            for key in (
+                "observed_value",
+                "element_count",
+                "unexpected_count",
+                "unexpected_percent",
+                "missing_count",
+            )
+        }
+        error = _exception_message(item.exception_info)
+        if error:
+            observed["error"] = _scrub(error, source)
+        sample = (
+            None
+            if config.type == "expect_column_values_to_not_be_null"
+            else outcome.get("partial_unexpected_list")
+        )
+        checks.observe(index, success=bool(item.success), observed=observed, sample=sample)
+
+
+def _scrub(text: str, source: SqlSource) -> str:
+    """``text`` with the DSN's password removed, should a library have echoed it."""
+    from sqlalchemy.engine import make_url
+
+    password = make_url(source.dsn).password
+    return text.replace(password, "***") if password else text
+
+
+# -- profile --------------------------------------------------------------------------------
+
+
+def _profile(
+    connection: sa.Connection,
+    source: SqlSource,
+    types: dict[str, tuple[str, str | None]],
+    *,
+    first: list[str],
+    redact: bool,
+) -> dict[str, dict[str, Any]]:
+    """Per-column nulls, and mean/min/max (numeric) or distinct count: one aggregate query, in the database.
+
+    Lighter than checks.py's profile (no histograms or top values: each would be another
+    pass over the table); the report shows what is there.
+    """
+    import sqlalchemy as sa
+
+    names: list[str] = []
+    for name in [*first, *types]:
+        if name in types and name not in names:
+            names.append(name)
+    names = names[:MAX_PROFILED_COLUMNS]
+    if not names:
+        return {}
+    expressions: list[Any] = [sa.func.count().label("rows")]
+    for i, name in enumerate(names):
+        column: sa.ColumnClause[Any] = sa.column(name)
+        expressions.append(sa.func.count(column).label(f"n{i}"))
+        kind = types[name][1]
+        if kind in ("integer", "number"):
+            expressions.append(sa.func.avg(column).label(f"mean{i}"))
+            if not redact:  # min and max are single rows' values; counts and the mean are not
+                expressions += [sa.func.min(column).label(f"min{i}"), sa.func.max(column).label(f"max{i}")]
+        elif kind in ("string", "boolean"):
+            expressions.append(sa.func.count(column.distinct()).label(f"distinct{i}"))
+    row = connection.execute(sa.select(*expressions).select_from(source.selectable())).mappings().one()
+    rows = int(row["rows"])
+    profile: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(names):
+        entry: dict[str, Any] = {"nulls": rows - int(row[f"n{i}"])}
+        if f"mean{i}" in row:
+            entry["kind"] = "numeric"
+            for key in ("mean", "min", "max"):
+                if f"{key}{i}" in row:
+                    value = row[f"{key}{i}"]
+                    entry[key] = None if value is None else float(value)
+        else:
+            entry["kind"] = "categorical"
+            if f"distinct{i}" in row:
+                entry["distinct"] = int(row[f"distinct{i}"])
+        profile[name] = _jsonable(entry)
+    return profile
