@@ -16,12 +16,24 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "f1": True,
     "roc_auc": True,
     "log_loss": False,
+    "pr_auc": True,
+    "brier": False,
     "r2": True,
     "rmse": False,
     "mae": False,
     "mape": False,
 }
-CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+CLASSIFICATION_METRICS = (
+    "accuracy",
+    "balanced_accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "log_loss",
+    "pr_auc",
+    "brier",
+)
 REGRESSION_METRICS = ("r2", "rmse", "mae", "mape")
 
 #: The metric the default gate decides on.

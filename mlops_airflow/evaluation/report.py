@@ -345,7 +345,7 @@ def _metrics_section(verdict: dict[str, Any]) -> str:
 
 
 #: Metrics that live in [0, 1] (r2 only below 1): their scale is never narrower than 0.1.
-_UNIT_METRICS = {"accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "r2"}
+_UNIT_METRICS = {"accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "brier", "r2"}
 
 
 def _metric_domain(

@@ -15,10 +15,10 @@ This module gives the gate what it needs to decide with statistics:
 Every metric is implemented once, as a function of a *resample index matrix*: each row of
 the matrix lists the holdout rows of one resample (drawn with replacement, so the number of
 times a row appears is its multinomial bootstrap count). Row-decomposable metrics reduce to
-gathers and ``np.bincount`` over that matrix, and ROC AUC to per-resample counts over the
-scores sorted once, so a thousand resamples cost a few passes over memory instead of a
-thousand calls to scikit-learn. The matrix is processed in chunks so that memory stays
-bounded whatever the number of resamples.
+gathers and ``np.bincount`` over that matrix, and ROC AUC and average precision to
+per-resample counts over the scores sorted once, so a thousand resamples cost a few passes
+over memory instead of a thousand calls to scikit-learn. The matrix is processed in chunks
+so that memory stays bounded whatever the number of resamples.
 """
 
 from __future__ import annotations
@@ -227,6 +227,55 @@ def _roc_auc(task: str, y: np.ndarray, p: Predictions) -> _Batch | None:
     return batch
 
 
+def _binary_average_precision(positive: np.ndarray, scores: np.ndarray) -> _Batch:
+    """Average precision (equal to average_precision_score) of every resample.
+
+    The scores are ranked once. Going down the distinct scores of a resample, ``tp`` and
+    ``fp`` are the cumulative counts of positives and negatives scored at least that high;
+    AP = sum over distinct scores of (R_k - R_(k-1)) * P_k, i.e. each score's positives
+    times the precision at that score, over all positives. Equal scores form one threshold,
+    as in scikit-learn; scores absent from a resample add nothing.
+    """
+    ranks = np.unique(scores, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    n_scores = int(ranks.max()) + 1 if len(ranks) else 0
+    codes = positive.astype(np.int64) * n_scores + ranks
+
+    def batch(idx: np.ndarray) -> np.ndarray:
+        counts = _group_counts(codes, 2 * n_scores, idx).reshape(-1, 2, n_scores)
+        # Highest score first.
+        neg, pos = counts[:, 0, ::-1], counts[:, 1, ::-1]
+        tp = np.cumsum(pos, axis=1)
+        predicted = np.cumsum(neg, axis=1)
+        predicted += tp
+        precision = _ratio(tp, predicted, undefined=0.0)
+        total = np.einsum("ij,ij->i", pos.astype(float), precision)
+        # No positive in the resample: recall, hence AP, is undefined.
+        return _ratio(total, tp[:, -1], undefined=np.nan)
+
+    return batch
+
+
+def _pr_auc(task: str, y: np.ndarray, p: Predictions) -> _Batch | None:
+    if p.scores is None:
+        return None
+    classes = _classes(task, y, p)
+    if task == "binary":
+        return _binary_average_precision(y == classes[-1], np.asarray(p.scores, dtype=float))
+    if (_encode(y, classes) < 0).any():
+        return None  # labels the model never saw, as for ROC AUC
+    scores = np.asarray(p.scores, dtype=float)
+    per_class = [_binary_average_precision(y == label, scores[:, j]) for j, label in enumerate(classes)]
+
+    def batch(idx: np.ndarray) -> np.ndarray:
+        # One-vs-rest, macro average; a class absent from a resample makes it undefined.
+        total = per_class[0](idx)
+        for ap in per_class[1:]:
+            total += ap(idx)
+        return total / len(per_class)
+
+    return batch
+
+
 def _log_loss(task: str, y: np.ndarray, p: Predictions) -> _Batch | None:
     if p.scores is None:
         return None
@@ -251,6 +300,24 @@ def _log_loss(task: str, y: np.ndarray, p: Predictions) -> _Batch | None:
         return out
 
     return batch
+
+
+def _brier(task: str, y: np.ndarray, p: Predictions) -> _Batch | None:
+    """Brier score: mean squared error of the probabilities (multiclass: summed over classes)."""
+    if p.scores is None:
+        return None
+    classes = _classes(task, y, p)
+    y_code = _encode(y, classes)
+    scores = np.asarray(p.scores, dtype=float)
+    if task == "binary":
+        loss = (scores - (y_code == len(classes) - 1)) ** 2
+    else:
+        if (y_code < 0).any():
+            return None  # a label the model has no probability column for
+        onehot = np.zeros_like(scores)
+        onehot[np.arange(len(y)), y_code] = 1.0
+        loss = ((scores - onehot) ** 2).sum(axis=1)
+    return lambda idx: loss[idx].mean(axis=1)
 
 
 def _regression(metric: str, y: np.ndarray, p: Predictions) -> _Batch:
@@ -298,6 +365,10 @@ def _prepare(metric: str, task: str, y: np.ndarray, p: Predictions) -> _Batch | 
         return _roc_auc(task, y, p)
     if metric == "log_loss":
         return _log_loss(task, y, p)
+    if metric == "pr_auc":
+        return _pr_auc(task, y, p)
+    if metric == "brier":
+        return _brier(task, y, p)
     return _label_metric(metric, task, y, p)
 
 
@@ -325,7 +396,8 @@ def metric_value(
 
     The definitions are those of :func:`mlops_airflow.evaluation.metrics.compute_metrics`
     (binary precision, recall and f1 for the positive class ``classes[-1]``, macro averages
-    and one-vs-rest ROC AUC for multiclass, clipped probabilities for log_loss), and the
+    and one-vs-rest ROC AUC and average precision (pr_auc) for multiclass, clipped
+    probabilities for log_loss, the multiclass Brier score summed over classes), and the
     values agree with it. ``weights`` are non-negative integer row counts, as a bootstrap
     resample draws them: the result equals the metric on the rows repeated that many times.
     """

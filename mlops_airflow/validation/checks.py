@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -447,35 +448,18 @@ def _spec_checks(
 ) -> pd.DataFrame:
     """Record the spec's checks (running its value checks in GX); return the frame, cast where declared."""
     casts: dict[str, pd.Series] = {}
-    pending: list[tuple[int, str, dict[str, Any]]] = []  # (record index, GX expectation class, kwargs)
+    pending: Pending = []
     source = "Parquet" if strict else "CSV"
-
-    def expect(
-        expectation: str, check: str, column: str | None, severity: str, params: dict[str, Any]
-    ) -> None:
-        index = checks.add(check, column=column, severity=severity, success=False, params=params)
-        pending.append((index, expectation, {**({"column": column} if column is not None else {}), **params}))
-
     for name, column in spec["columns"].items():
-        severity = column["severity"]
-        if name not in frame.columns:
-            if name != target:  # a missing target is already the minimal check's error
-                checks.add(
-                    "expect_column_to_exist",
-                    column=name,
-                    severity=severity,
-                    success=False,
-                    observed={"reason": f"column {name!r} is not in the data"},
-                )
+        if not column_present(checks, name, column, frame.columns, target=target):
             continue
-        checks.add("expect_column_to_exist", column=name, severity=severity, success=True)
         series = frame[name]
         if column["type"]:
             ok, cast, observed, sample = _check_type(series, column["type"], strict=strict, source=source)
             checks.add(
                 "expect_column_values_to_be_of_type",
                 column=name,
-                severity=severity,
+                severity=column["severity"],
                 success=ok,
                 params={"type": column["type"]},
                 observed=observed,
@@ -483,35 +467,85 @@ def _spec_checks(
             )
             if cast is not None:
                 casts[name] = series = cast
-        bounds = {key: column[key] for key in ("min", "max") if column.get(key) is not None}
-        # A range on a column that is not numeric cannot be evaluated; its type check already failed.
-        if bounds and series.dtype.kind in "iuf":
-            params = {"min_value": bounds.get("min"), "max_value": bounds.get("max")}
-            expect(
-                "ExpectColumnValuesToBeBetween", "expect_column_values_to_be_between", name, severity, params
-            )
-        if column.get("allowed") is not None:
-            params = {"value_set": column["allowed"]}
-            expect("ExpectColumnValuesToBeInSet", "expect_column_values_to_be_in_set", name, severity, params)
-        if not column["nullable"] and name != target:  # target nulls: the minimal check
-            params = {"mostly": column["mostly"]} if column.get("mostly", 1) < 1 else {}
-            expect(
-                "ExpectColumnValuesToNotBeNull", "expect_column_values_to_not_be_null", name, severity, params
-            )
-        if column["unique"]:
-            expect("ExpectColumnValuesToBeUnique", "expect_column_values_to_be_unique", name, severity, {})
-        if column.get("regex") is not None:
-            params = {"regex": column["regex"]}
-            expect(
-                "ExpectColumnValuesToMatchRegex",
-                "expect_column_values_to_match_regex",
-                name,
-                severity,
-                params,
-            )
+        value_expectations(checks, pending, name, column, numeric=series.dtype.kind in "iuf", target=target)
+    table_expectations(checks, pending, [str(c) for c in frame.columns], spec, target=target)
 
+    if casts:
+        # A shallow copy (copy-on-write): the caller's frame stays as it was, the data is not duplicated.
+        frame = frame.copy(deep=False)
+        for name, series in casts.items():
+            frame[name] = series
+    if pending:
+        batch_frame = frame
+        run_suite(
+            checks,
+            pending,
+            lambda context: context.data_sources.add_pandas("mlops_airflow")
+            .add_dataframe_asset("frame")
+            .add_batch_definition_whole_dataframe("whole_frame")
+            .get_batch(batch_parameters={"dataframe": batch_frame}),
+        )
+    return frame
+
+
+# -- expectations shared by every source (pandas frames here, SQL tables in sql.py) ----------
+
+#: (check record index, GX expectation class name, its kwargs)
+Pending = list[tuple[int, str, dict[str, Any]]]
+
+
+def expect(
+    checks: _Checks, pending: Pending, expectation: str, check: str, column: str | None, severity: str,
+    params: dict[str, Any],
+) -> None:
+    """Record a check whose outcome GX will decide, and queue its expectation."""
+    index = checks.add(check, column=column, severity=severity, success=False, params=params)
+    pending.append((index, expectation, {**({"column": column} if column is not None else {}), **params}))
+
+
+def column_present(checks: _Checks, name: str, column: dict, columns: Any, *, target: str | None) -> bool:
+    """Record whether a declared column exists; False (and a failed check) if it does not."""
+    if name not in columns:
+        if name != target:  # a missing target is already the minimal check's error
+            checks.add(
+                "expect_column_to_exist",
+                column=name,
+                severity=column["severity"],
+                success=False,
+                observed={"reason": f"column {name!r} is not in the data"},
+            )
+        return False
+    checks.add("expect_column_to_exist", column=name, severity=column["severity"], success=True)
+    return True
+
+
+def value_expectations(
+    checks: _Checks, pending: Pending, name: str, column: dict, *, numeric: bool, target: str | None
+) -> None:
+    """Queue a declared column's value checks: range, allowed set, nulls, uniqueness, pattern."""
+    severity = column["severity"]
+    bounds = {key: column[key] for key in ("min", "max") if column.get(key) is not None}
+    # A range on a column that is not numeric cannot be evaluated; its type check already failed.
+    if bounds and numeric:
+        params = {"min_value": bounds.get("min"), "max_value": bounds.get("max")}
+        expect(checks, pending, "ExpectColumnValuesToBeBetween", "expect_column_values_to_be_between", name, severity, params)
+    if column.get("allowed") is not None:
+        params = {"value_set": column["allowed"]}
+        expect(checks, pending, "ExpectColumnValuesToBeInSet", "expect_column_values_to_be_in_set", name, severity, params)
+    if not column["nullable"] and name != target:  # target nulls: the minimal check
+        params = {"mostly": column["mostly"]} if column.get("mostly", 1) < 1 else {}
+        expect(checks, pending, "ExpectColumnValuesToNotBeNull", "expect_column_values_to_not_be_null", name, severity, params)
+    if column["unique"]:
+        expect(checks, pending, "ExpectColumnValuesToBeUnique", "expect_column_values_to_be_unique", name, severity, {})
+    if column.get("regex") is not None:
+        params = {"regex": column["regex"]}
+        expect(checks, pending, "ExpectColumnValuesToMatchRegex", "expect_column_values_to_match_regex", name, severity, params)
+
+
+def table_expectations(checks: _Checks, pending: Pending, columns: list[str], spec: dict, *, target: str | None) -> None:
+    """Record the table-level checks: no undeclared columns (if asked) and the row count."""
     if not spec["allow_extra_columns"]:
-        extra = [str(c) for c in frame.columns if c not in spec["columns"] and c != target]
+        extra = [c for c in columns if c not in spec["columns"] and c != target]
         checks.add(
             "expect_table_columns_to_match_set",
             column=None,
@@ -529,26 +563,21 @@ def _spec_checks(
     row_count = spec.get("row_count")
     if row_count:
         params = {"min_value": row_count.get("min"), "max_value": row_count.get("max")}
-        expect(
-            "ExpectTableRowCountToBeBetween",
-            "expect_table_row_count_to_be_between",
-            None,
-            row_count["severity"],
-            params,
-        )
-
-    if casts:
-        # A shallow copy (copy-on-write): the caller's frame stays as it was, the data is not duplicated.
-        frame = frame.copy(deep=False)
-        for name, series in casts.items():
-            frame[name] = series
-    if pending:
-        _run_suite(checks, frame, pending)
-    return frame
+        expect(checks, pending, "ExpectTableRowCountToBeBetween", "expect_table_row_count_to_be_between", None,
+               row_count["severity"], params)
 
 
-def _run_suite(checks: _Checks, frame: pd.DataFrame, pending: list[tuple[int, str, dict[str, Any]]]) -> None:
-    """Evaluate the pending expectations as one GX suite and fill in their records."""
+def run_suite(
+    checks: _Checks,
+    pending: Pending,
+    batch_for: Callable[[Any], Any],
+    *,
+    scrub: Callable[[str], str] = str,
+) -> None:
+    """Evaluate the pending expectations as one GX suite on ``batch_for(context)``; fill in their records.
+
+    ``scrub`` cleans error texts before they are recorded (the SQL path masks credentials).
+    """
     # No usage analytics from a worker (inert in GX 1.24, honoured by other 1.x releases).
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -565,16 +594,11 @@ def _run_suite(checks: _Checks, frame: pd.DataFrame, pending: list[tuple[int, st
         progress_bars=ProgressBarsConfig(globally=False),
     )
     context = gx.get_context(mode="ephemeral", project_config=context_config)
-    batch_definition = (
-        context.data_sources.add_pandas("mlops_airflow")
-        .add_dataframe_asset("frame")
-        .add_batch_definition_whole_dataframe("whole_frame")
-    )
     suite = gx.ExpectationSuite(name="mlops_airflow_validation")
     for index, expectation, kwargs in pending:
         params = {key: value for key, value in kwargs.items() if value is not None}
         suite.add_expectation(getattr(gx.expectations, expectation)(**params, meta={"check_index": index}))
-    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(
+    result = batch_for(context).validate(
         suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE * 4}
     )
     for item in result.results:
@@ -585,23 +609,13 @@ def _run_suite(checks: _Checks, frame: pd.DataFrame, pending: list[tuple[int, st
         outcome = item.result or {}
         observed = {
             key: outcome.get(key)
-            for key in (
-                "observed_value",
-                "element_count",
-                "unexpected_count",
-                "unexpected_percent",
-                "missing_count",
-            )
+            for key in ("observed_value", "element_count", "unexpected_count", "unexpected_percent", "missing_count")
         }
         error = _exception_message(item.exception_info)
         if error:
-            observed["error"] = error
+            observed["error"] = scrub(error)
         # Null checks list the nulls themselves: no sample worth showing.
-        sample = (
-            None
-            if config.type == "expect_column_values_to_not_be_null"
-            else outcome.get("partial_unexpected_list")
-        )
+        sample = None if config.type == "expect_column_values_to_not_be_null" else outcome.get("partial_unexpected_list")
         checks.observe(index, success=bool(item.success), observed=observed, sample=sample)
 
 

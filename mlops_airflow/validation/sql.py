@@ -13,19 +13,22 @@ SQL columns carry types, so declared types are checked strictly against the data
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.exceptions import DataError
 from mlops_airflow.validation.checks import (
     MAX_LISTED_COLUMNS,
     MAX_PROFILED_COLUMNS,
-    SAMPLE_SIZE,
+    Pending,
     ValidationOutcome,
     _Checks,
-    _exception_message,
     _jsonable,
     _percent,
+    column_present,
+    expect,
+    run_suite,
+    table_expectations,
+    value_expectations,
 )
 from mlops_airflow.validation.spec import load_validation_spec
 
@@ -34,8 +37,6 @@ if TYPE_CHECKING:
 
     from mlops_airflow.data.loading import SqlSource
 
-#: Per pending expectation: (record index, GX expectation class, kwargs).
-_Pending = list[tuple[int, str, dict[str, Any]]]
 
 
 def validate_sql(
@@ -70,7 +71,7 @@ def validate_sql(
         with engine.connect() as connection:
             types = _column_types(connection, source)
             checks = _Checks(redact=redact_samples)
-            pending: _Pending = []
+            pending: Pending = []
             rows_index = _minimal_checks(checks, pending, types, target=target)
             if normalised:
                 _spec_checks(checks, pending, types, normalised, target=target)
@@ -186,22 +187,8 @@ def _type_ok(declared: str, kind: str | None) -> bool:
 # Check names and record shapes are those of validation.checks, so reports read the same.
 
 
-def _expect(
-    checks: _Checks,
-    pending: _Pending,
-    expectation: str,
-    check: str,
-    column: str | None,
-    severity: str,
-    params: dict[str, Any],
-) -> int:
-    index = checks.add(check, column=column, severity=severity, success=False, params=params)
-    pending.append((index, expectation, {**({"column": column} if column is not None else {}), **params}))
-    return index
-
-
 def _minimal_checks(
-    checks: _Checks, pending: _Pending, types: dict[str, tuple[str, str | None]], *, target: str | None
+    checks: _Checks, pending: Pending, types: dict[str, tuple[str, str | None]], *, target: str | None
 ) -> int:
     """Record the minimal check; return the index of the row count record (evaluated in GX)."""
     rows_index = checks.add("expect_table_to_have_rows", column=None, severity="error", success=False)
@@ -220,15 +207,7 @@ def _minimal_checks(
         else {"reason": f"target column {target!r} is not in the data (columns: {shown})"},
     )
     if present:
-        _expect(
-            checks,
-            pending,
-            "ExpectColumnValuesToNotBeNull",
-            "expect_target_values_to_not_be_null",
-            target,
-            "error",
-            {},
-        )
+        expect(checks, pending, "ExpectColumnValuesToNotBeNull", "expect_target_values_to_not_be_null", target, "error", {})
     return rows_index
 
 
@@ -261,32 +240,22 @@ def _fill_minimal(checks: _Checks, rows_index: int, *, target: str | None) -> in
 
 def _spec_checks(
     checks: _Checks,
-    pending: _Pending,
+    pending: Pending,
     types: dict[str, tuple[str, str | None]],
     spec: dict,
     *,
     target: str | None,
 ) -> None:
     for name, column in spec["columns"].items():
-        severity = column["severity"]
-        if name not in types:
-            if name != target:  # a missing target is already the minimal check's error
-                checks.add(
-                    "expect_column_to_exist",
-                    column=name,
-                    severity=severity,
-                    success=False,
-                    observed={"reason": f"column {name!r} is not in the data"},
-                )
+        if not column_present(checks, name, column, types, target=target):
             continue
-        checks.add("expect_column_to_exist", column=name, severity=severity, success=True)
         sql_type, kind = types[name]
         if column["type"]:
             ok = _type_ok(column["type"], kind)
             checks.add(
                 "expect_column_values_to_be_of_type",
                 column=name,
-                severity=severity,
+                severity=column["severity"],
                 success=ok,
                 params={"type": column["type"]},
                 observed={
@@ -296,161 +265,36 @@ def _spec_checks(
                     else f"SQL type {sql_type} is not {column['type']} (SQL columns must carry their type)",
                 },
             )
-        bounds = {key: column[key] for key in ("min", "max") if column.get(key) is not None}
-        # A range on a column that is not numeric cannot be evaluated; its type check already failed.
-        if bounds and kind in ("integer", "number"):
-            params = {"min_value": bounds.get("min"), "max_value": bounds.get("max")}
-            _expect(
-                checks,
-                pending,
-                "ExpectColumnValuesToBeBetween",
-                "expect_column_values_to_be_between",
-                name,
-                severity,
-                params,
-            )
-        if column.get("allowed") is not None:
-            params = {"value_set": column["allowed"]}
-            _expect(
-                checks,
-                pending,
-                "ExpectColumnValuesToBeInSet",
-                "expect_column_values_to_be_in_set",
-                name,
-                severity,
-                params,
-            )
-        if not column["nullable"] and name != target:  # target nulls: the minimal check
-            params = {"mostly": column["mostly"]} if column.get("mostly", 1) < 1 else {}
-            _expect(
-                checks,
-                pending,
-                "ExpectColumnValuesToNotBeNull",
-                "expect_column_values_to_not_be_null",
-                name,
-                severity,
-                params,
-            )
-        if column["unique"]:
-            _expect(
-                checks,
-                pending,
-                "ExpectColumnValuesToBeUnique",
-                "expect_column_values_to_be_unique",
-                name,
-                severity,
-                {},
-            )
-        if column.get("regex") is not None:
-            _expect(
-                checks,
-                pending,
-                "ExpectColumnValuesToMatchRegex",
-                "expect_column_values_to_match_regex",
-                name,
-                severity,
-                {"regex": column["regex"]},
-            )
-
-    if not spec["allow_extra_columns"]:
-        extra = [c for c in types if c not in spec["columns"] and c != target]
-        checks.add(
-            "expect_table_columns_to_match_set",
-            column=None,
-            severity="error",
-            success=not extra,
-            params={"allow_extra_columns": False},
-            observed={
-                "unexpected": extra[:MAX_LISTED_COLUMNS],
-                "unexpected_count": len(extra),
-                "reason": f"{len(extra)} undeclared column(s): {', '.join(extra[:MAX_LISTED_COLUMNS])}"
-                if extra
-                else None,
-            },
-        )
-    row_count = spec.get("row_count")
-    if row_count:
-        params = {"min_value": row_count.get("min"), "max_value": row_count.get("max")}
-        _expect(
-            checks,
-            pending,
-            "ExpectTableRowCountToBeBetween",
-            "expect_table_row_count_to_be_between",
-            None,
-            row_count["severity"],
-            params,
-        )
+        value_expectations(checks, pending, name, column, numeric=kind in ("integer", "number"), target=target)
+    table_expectations(checks, pending, list(types), spec, target=target)
 
 
-def _run_suite(checks: _Checks, source: SqlSource, pending: _Pending) -> None:
+def _run_suite(checks: _Checks, source: SqlSource, pending: Pending) -> None:
     """Evaluate the pending expectations as one GX suite on a SQL batch; fill in their records."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
     from great_expectations.datasource.fluent.interfaces import TestConnectionError
 
-    context = gx.get_context(
-        mode="ephemeral",
-        project_config=DataContextConfig(
-            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-            progress_bars=ProgressBarsConfig(globally=False),
-        ),
-    )
-    datasource = None
-    asset: Any
-    try:
+    datasources: list[Any] = []
+
+    def batch_for(context: Any) -> Any:
         datasource = context.data_sources.add_postgres("mlops_airflow", connection_string=source.dsn)
+        datasources.append(datasource)
+        asset: Any
         if source.table is not None:
             schema, _, name = source.table.rpartition(".")
             asset = datasource.add_table_asset("source", table_name=name, schema_name=schema or None)
         else:
             asset = datasource.add_query_asset("source", query=source.query or "")
-        suite = gx.ExpectationSuite(name="mlops_airflow_validation")
-        for index, expectation, kwargs in pending:
-            params = {key: value for key, value in kwargs.items() if value is not None}
-            suite.add_expectation(
-                getattr(gx.expectations, expectation)(**params, meta={"check_index": index})
-            )
-        batch = asset.add_batch_definition_whole_table("whole_table").get_batch()
-        result = batch.validate(
-            suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE * 4}
-        )
+        return asset.add_batch_definition_whole_table("whole_table").get_batch()
+
+    try:
+        run_suite(checks, pending, batch_for, scrub=lambda text: _scrub(text, source))
     except TestConnectionError as exc:
         raise DataError(
             f"cannot validate {source.label} in {source.masked_dsn}: {_scrub(str(exc), source)}"
         ) from exc
     finally:
-        if datasource is not None:
+        for datasource in datasources:
             datasource.get_engine().dispose()
-    for item in result.results:
-        config = item.expectation_config
-        if config is None or not config.meta:
-            continue
-        index = int(config.meta["check_index"])
-        outcome = item.result or {}
-        observed = {
-            key: outcome.get(key)
-            for key in (
-                "observed_value",
-                "element_count",
-                "unexpected_count",
-                "unexpected_percent",
-                "missing_count",
-            )
-        }
-        error = _exception_message(item.exception_info)
-        if error:
-            observed["error"] = _scrub(error, source)
-        sample = (
-            None
-            if config.type == "expect_column_values_to_not_be_null"
-            else outcome.get("partial_unexpected_list")
-        )
-        checks.observe(index, success=bool(item.success), observed=observed, sample=sample)
 
 
 def _scrub(text: str, source: SqlSource) -> str:

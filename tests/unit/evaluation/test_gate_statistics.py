@@ -57,7 +57,6 @@ def _clean_reference(value: float) -> float | None:
 
 def compute_metrics(model: Any, X: pd.DataFrame, y: pd.Series, task: str) -> dict[str, float | None]:
     """The oracle: every metric straight from sklearn.metrics, one model.predict at a time."""
-    import numpy as np
     from sklearn import metrics as m
 
     predictions = model.predict(X)
@@ -81,15 +80,38 @@ def compute_metrics(model: Any, X: pd.DataFrame, y: pd.Series, task: str) -> dic
         "f1": _clean_reference(m.f1_score(y, predictions, average=average, pos_label=pos_label, zero_division=0)),
         "roc_auc": None,
         "log_loss": None,
+        "pr_auc": None,
+        "brier": None,
     }
-    if hasattr(model, "predict_proba") and y.nunique() >= 2:
-        proba = model.predict_proba(X)
+    if hasattr(model, "predict_proba"):
+        result.update(_probability_metrics(m, y, model.predict_proba(X), task, classes))
+    return result
+
+
+def _probability_metrics(m: Any, y: pd.Series, proba: np.ndarray, task: str, classes: list[Any]) -> dict[str, float | None]:
+    """roc_auc, log_loss, pr_auc and brier from sklearn.metrics; None where undefined."""
+    from sklearn.preprocessing import label_binarize
+
+    result: dict[str, float | None] = {}
+    known = set(np.unique(y)) <= set(classes)
+    if task == "binary":
+        positive = (y == classes[-1]).to_numpy()
+        result["brier"] = _clean_reference(m.brier_score_loss(positive, proba[:, 1]))
+        if positive.any():
+            result["pr_auc"] = _clean_reference(m.average_precision_score(positive, proba[:, 1]))
+    elif known:
+        onehot = label_binarize(y, classes=classes)
+        result["brier"] = _clean_reference(((proba - onehot) ** 2).sum(axis=1).mean())
+        if onehot.any(axis=0).all():
+            result["pr_auc"] = _clean_reference(m.average_precision_score(onehot, proba, average="macro"))
+    if y.nunique() >= 2:
         if task == "binary":
-            result["roc_auc"] = _clean_reference(m.roc_auc_score(y == pos_label, proba[:, 1]))
-        elif set(np.unique(y)) <= set(classes):
+            result["roc_auc"] = _clean_reference(m.roc_auc_score(y == classes[-1], proba[:, 1]))
+        elif known:
             result["roc_auc"] = _clean_reference(m.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
         result["log_loss"] = _clean_reference(m.log_loss(y, np.clip(proba, 1e-15, 1), labels=classes))
     return result
+
 
 @pytest.fixture(scope="module", params=TASKS)
 def fitted(request: pytest.FixtureRequest) -> tuple[str, pd.DataFrame, pd.Series, Any]:
@@ -135,6 +157,32 @@ def test_weighted_roc_auc_handles_tied_scores_like_sklearn(task: str) -> None:
     assert metric_value("roc_auc", task, y, p) == pytest.approx(compute_metrics(tree, X, y, task)["roc_auc"], abs=TOLERANCE)
 
 
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_weighted_pr_auc_and_brier_handle_tied_scores_like_sklearn(task: str) -> None:
+    X, y = make_data(task, 400, seed=3)
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y)  # a few distinct scores: many ties
+    p = Predictions.of(tree, X, task)
+    assert p.scores is not None and len(np.unique(p.scores)) < 40
+    weights = np.random.default_rng(2).integers(0, 3, len(y))
+    repeated = np.repeat(np.arange(len(y)), weights)
+    expected = compute_metrics(tree, X.iloc[repeated], y.iloc[repeated], task)
+    for metric in ("pr_auc", "brier"):
+        assert expected[metric] is not None
+        assert metric_value(metric, task, y, p, weights) == pytest.approx(expected[metric], abs=TOLERANCE)
+        assert metric_value(metric, task, y, p) == pytest.approx(compute_metrics(tree, X, y, task)[metric], abs=TOLERANCE)
+
+
+def test_pr_auc_needs_a_positive_and_probabilities() -> None:
+    X, y = make_data("binary", 200)
+    p = Predictions.of(fit("binary", X, y), X, "binary")
+    only_no = (y == "no").to_numpy().astype(int)
+    assert metric_value("pr_auc", "binary", y, p, only_no) is None
+    assert metric_value("brier", "binary", y, p, only_no) is not None
+    no_proba = Predictions(y_pred=p.y_pred)
+    assert metric_value("pr_auc", "binary", y, no_proba) is None
+    assert metric_value("brier", "binary", y, no_proba) is None
+
+
 def test_metrics_that_need_two_classes_are_undefined_on_one() -> None:
     X, y = make_data("binary", 200)
     p = Predictions.of(fit("binary", X, y), X, "binary")
@@ -163,7 +211,11 @@ def test_metric_value_refuses_bad_metrics_and_weights() -> None:
 @pytest.mark.parametrize("seed", [0, 7, 123])
 @pytest.mark.parametrize(
     ("task", "metric"),
-    [("binary", "roc_auc"), ("binary", "accuracy"), ("binary", "log_loss"), ("multiclass", "f1"), ("regression", "rmse")],
+    [
+        ("binary", "roc_auc"), ("binary", "accuracy"), ("binary", "log_loss"), ("multiclass", "f1"),
+        ("regression", "rmse"), ("binary", "pr_auc"), ("binary", "brier"), ("multiclass", "pr_auc"),
+        ("multiclass", "brier"),
+    ],
 )
 def test_identical_models_are_never_significantly_better(task: str, metric: str, seed: int) -> None:
     X, y = make_data(task, 1000, seed=seed)
@@ -202,7 +254,7 @@ def test_a_clearly_better_model_on_a_large_holdout_is_significantly_better() -> 
     good = LogisticRegression().fit(X, y)
     weak = LogisticRegression().fit(X[["b"]], y)  # sees only the weaker feature
     candidate, reference = Predictions.of(good, X, "binary"), Predictions.of(weak, X[["b"]], "binary")
-    for metric in ("roc_auc", "accuracy", "log_loss"):
+    for metric in ("roc_auc", "accuracy", "log_loss", "pr_auc", "brier"):
         interval = paired_bootstrap(metric, "binary", y, candidate, reference, resamples=200)
         assert interval["gain"] > 0.05 and interval["low"] > 0.05, interval
         assert compare(interval, mode="superiority", margin=0.01)["passed"]
