@@ -65,7 +65,9 @@ def _parse(name: str, data: bytes, fmt: str, columns: list[str] | None) -> pd.Da
     if fmt == "csv":
         _check_csv_bytes(name, data)
         try:
-            frame = pd.read_csv(io.BytesIO(data), usecols=columns, low_memory=False)
+            # A callable keeps only the wanted columns that exist: a missing one is the validation's to report.
+            wanted = None if columns is None else set(columns).__contains__
+            frame = pd.read_csv(io.BytesIO(data), usecols=wanted, low_memory=False)
         except UnicodeDecodeError as exc:
             raise DataError(_not_utf8(name, data, exc)) from exc
         except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
@@ -77,6 +79,11 @@ def _parse(name: str, data: bytes, fmt: str, columns: list[str] | None) -> pd.Da
         _check_csv_shape(name, data, header, frame)
     else:
         try:
+            if columns is not None:
+                import pyarrow.parquet as pq
+
+                present = set(pq.read_schema(io.BytesIO(data)).names)
+                columns = [c for c in columns if c in present]
             frame = pd.read_parquet(io.BytesIO(data), columns=columns)
         except Exception as exc:  # pyarrow raises several types for a damaged file
             raise DataError(f"{name} is not a readable Parquet file: {exc}") from exc

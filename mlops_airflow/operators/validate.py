@@ -41,6 +41,8 @@ class ValidateDataOperator(MlopsBaseOperator):
     :param model_name: the model whose champion schema applies (templated).
     :param validation: a YAML spec path, inline spec or dict; None for the minimal check (templated).
     :param redact_samples: leave sample values out of results and reports (they can be personal data).
+    :param snapshot: store the validated data for training (default). False for validation-only
+        tasks: a file is then read for just the columns the spec needs.
     """
 
     template_fields: Sequence[str] = ("registry_uri", "data_uri", "target", "model_name", "validation")
@@ -57,9 +59,11 @@ class ValidateDataOperator(MlopsBaseOperator):
         model_name: str,
         validation: str | dict[str, Any] | None = None,
         redact_samples: bool = False,
+        snapshot: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.snapshot = snapshot
         self.data_uri = data_uri
         self.target = target
         self.model_name = model_name
@@ -79,6 +83,7 @@ class ValidateDataOperator(MlopsBaseOperator):
                 validation=self.validation,
                 spec_base_dir=dag_folder(context),
                 redact_samples=self.redact_samples,
+                snapshot=self.snapshot,
                 s3_client=self.hook.s3_client,
             )
         except DataValidationError as exc:

@@ -17,6 +17,18 @@ from mlops_airflow.registry.registry import check_name
 log = logging.getLogger(__name__)
 
 
+def needed_columns(spec: dict[str, Any] | None, target: str) -> list[str] | None:
+    """The columns a validation-only read needs: the spec's, the target and the drift check's (None: all)."""
+    from mlops_airflow.validation import drift_config
+
+    if not spec:
+        return None
+    drift = drift_config(spec)
+    if drift is not None and not drift.get("columns"):
+        return None  # drift compares every feature column
+    return sorted({*spec["columns"], target, *((drift or {}).get("columns") or [])})
+
+
 def drift_against_reference(
     registry: ModelRegistry,
     spec: dict[str, Any] | None,
@@ -62,12 +74,15 @@ def run_validation(
     spec_base_dir: str | None = None,
     champion_alias: str = "champion",
     redact_samples: bool = False,
+    snapshot: bool = True,
     s3_client: Any | None = None,
 ) -> dict[str, Any]:
     """Validate ``data_uri``; returns the summary with ``dataset_uri`` (the snapshot) and ``report_uri``.
 
-    Raises :class:`DataValidationError` (with the summary attached) when an error-severity
-    check fails; the report is stored first so the message can point at it.
+    With ``snapshot=False`` (validation only, nothing trains on it) a file is read for just
+    the columns the spec and the drift check need, and no snapshot is written. Raises
+    :class:`DataValidationError` (with the summary attached) when an error-severity check
+    fails; the report is stored first so the message can point at it.
     """
     from mlops_airflow.validation import (
         declared_constraints,
@@ -93,7 +108,7 @@ def run_validation(
         if outcome.success:
             dataset = load_dataset(data_uri)
     else:
-        dataset = load_dataset(data_uri, s3_client=s3_client)
+        dataset = load_dataset(data_uri, s3_client=s3_client, columns=None if snapshot else needed_columns(spec, target))
         log.info("Loaded %d rows x %d columns from %s", dataset.rows, dataset.frame.shape[1], data_uri)
         outcome = validate_dataset(
             dataset.frame,
@@ -136,6 +151,8 @@ def run_validation(
             f"full report: {report_uri}",
             summary=summary,
         )
+    if not snapshot:
+        return summary
     assert dataset is not None and frame is not None  # validation passed, so the rows were loaded
     sidecar = write_snapshot(
         registry.store,

@@ -113,3 +113,21 @@ def test_drift_against_the_champions_training_data(registry: Any, build_version:
     with pytest.raises(DataValidationError, match="data drifted from the reference in .*hour.* the drift policy is stop"):
         run_validation(registry, model_name="m", data_uri=str(path), target="tipped", validation=spec)
     assert registry.list_versions("m") == [1]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_validation_only_reads_just_the_columns_the_spec_needs(registry: Any, tmp_path: Any, fmt: str) -> None:
+    import pandas as pd
+
+    from mlops_airflow.exceptions import DataValidationError
+    from mlops_airflow.pipeline.validate import run_validation
+
+    frame = pd.read_csv(JAN).assign(**{f"wide_{i}": range(4000) for i in range(30)})  # columns nobody declared
+    path = tmp_path / f"wide.{fmt}"
+    frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path, index=False)
+    spec = {"columns": {"hour": {"type": "integer", "min": 0, "max": 23}, "payment_type": {"allowed": ["card", "cash", "app"]}}}
+    summary = run_validation(registry, model_name="m", data_uri=str(path), target="tipped", validation=spec, snapshot=False)
+    assert summary["columns"] == ["hour", "payment_type", "tipped"] and "dataset_uri" not in summary
+    missing = {"columns": {**spec["columns"], "fare": {"type": "number"}}}
+    with pytest.raises(DataValidationError, match="column 'fare' is not in the data"):
+        run_validation(registry, model_name="m", data_uri=str(path), target="tipped", validation=missing, snapshot=False)
