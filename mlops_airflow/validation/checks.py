@@ -250,18 +250,7 @@ def _minimal_checks(
         success=rows > 0 and len(frame.columns) > 0,
         observed={"observed_value": rows, "reason": None if rows else "the data has no rows"},
     )
-    present = target in frame.columns
-    shown = ", ".join(str(c) for c in list(frame.columns)[:MAX_LISTED_COLUMNS])
-    checks.add(
-        "expect_target_column_to_exist",
-        column=target,
-        severity="error",
-        success=present,
-        observed=None
-        if present
-        else {"reason": f"target column {target!r} is not in the data (columns: {shown})"},
-    )
-    if present:
+    if target_present(checks, target, [str(c) for c in frame.columns]):
         nulls = int(frame[target].isna().sum())
         checks.add(
             "expect_target_values_to_not_be_null",
@@ -486,6 +475,20 @@ def _spec_checks(
             .get_batch(batch_parameters={"dataframe": batch_frame}),
         )
     return frame
+
+
+def target_present(checks: _Checks, target: str, columns: list[str]) -> bool:
+    """Record whether the target column exists (part of the minimal check)."""
+    present = target in columns
+    shown = ", ".join(columns[:MAX_LISTED_COLUMNS])
+    checks.add(
+        "expect_target_column_to_exist",
+        column=target,
+        severity="error",
+        success=present,
+        observed=None if present else {"reason": f"target column {target!r} is not in the data (columns: {shown})"},
+    )
+    return present
 
 
 # -- expectations shared by every source (pandas frames here, SQL tables in sql.py) ----------

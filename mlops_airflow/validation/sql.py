@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.exceptions import DataError
 from mlops_airflow.validation.checks import (
-    MAX_LISTED_COLUMNS,
     MAX_PROFILED_COLUMNS,
     Pending,
     ValidationOutcome,
@@ -28,6 +27,7 @@ from mlops_airflow.validation.checks import (
     expect,
     run_suite,
     table_expectations,
+    target_present,
     value_expectations,
 )
 from mlops_airflow.validation.spec import load_validation_spec
@@ -195,18 +195,7 @@ def _minimal_checks(
     pending.append((rows_index, "ExpectTableRowCountToBeBetween", {"min_value": 1}))
     if target is None:
         return rows_index
-    present = target in types
-    shown = ", ".join(list(types)[:MAX_LISTED_COLUMNS])
-    checks.add(
-        "expect_target_column_to_exist",
-        column=target,
-        severity="error",
-        success=present,
-        observed=None
-        if present
-        else {"reason": f"target column {target!r} is not in the data (columns: {shown})"},
-    )
-    if present:
+    if target_present(checks, target, list(types)):
         expect(checks, pending, "ExpectColumnValuesToNotBeNull", "expect_target_values_to_not_be_null", target, "error", {})
     return rows_index
 
