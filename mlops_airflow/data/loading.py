@@ -252,9 +252,12 @@ def mask_dsn(dsn: str) -> str:
     from sqlalchemy.exc import ArgumentError
 
     try:
-        return make_url(dsn).render_as_string(hide_password=True)
+        url = make_url(dsn)
     except (ArgumentError, ValueError):
         return "<unparseable database URL>"
+    secret_keys = {"password", "sslpassword", "passfile", "sslkey"}
+    query = {key: ("***" if key.lower() in secret_keys else value) for key, value in url.query.items()}
+    return url.set(query=query).render_as_string(hide_password=True)
 
 
 def parse_sql_uri(uri: str, *, table: str | None = None, query: str | None = None) -> SqlSource:

@@ -73,8 +73,25 @@ def record_decision(
     return record
 
 
+def answers(decision: dict[str, Any], verdict: dict[str, Any]) -> bool:
+    """Whether ``decision`` was made on this very verdict, in the state it is in now.
+
+    A verdict re-computed from the same inputs keeps its id but may reach another outcome
+    (a latency check, say): a person's earlier answer must not carry over to it.
+    """
+    if (decision.get("verdict_id"), decision.get("candidate_sha256"), decision.get("outcome")) != (
+        verdict.get("verdict_id"), verdict.get("candidate_sha256"), verdict.get("outcome")
+    ):
+        return False
+    if decision.get("kind") in ("approve", "reject"):
+        return bool(verdict.get("requires_approval"))
+    return not verdict.get("blessed") and not verdict.get("requires_approval")  # an override answers a rejection
+
+
 def promotable(verdict: dict[str, Any], decision: dict[str, Any] | None) -> tuple[bool, str]:
     """Whether a candidate may be registered and deployed under ``verdict``, and why."""
+    if decision is not None and not answers(decision, verdict):
+        decision = None  # made on another state of this verdict: it decides nothing now
     if verdict.get("blessed"):
         return True, f"blessed by the gate: {verdict.get('reason')}"
     if decision and decision.get("kind") in ("approve", "override"):

@@ -202,8 +202,11 @@ def normalise_gate(raw: Any) -> dict[str, Any]:
             "or leave gate unset to use the bundled default gate"
         )
     _only_keys(spec, _TOP_KEYS, "<root>")
+    version = _integer(spec.get("format_version", 1), "format_version", minimum=1)
+    if version > 1:
+        raise GateSpecError(f"gate.format_version: {version} is newer than this mlops-airflow reads (1): upgrade")
     out: dict[str, Any] = {
-        "format_version": int(spec.get("format_version", 1)),
+        "format_version": version,
         "min_holdout_rows": _integer(spec.get("min_holdout_rows", 30), "min_holdout_rows", minimum=1),
     }
     if spec.get("primary_metric") is not None:
@@ -275,12 +278,14 @@ def load_gate_spec(gate: str | dict[str, Any] | None, *, base_dir: str | None = 
         path = next((p for p in candidates if p.is_file()), None)
         if path is not None:
             text = path.read_text()
-        elif not text.startswith("{") and "\n" not in text:
+        elif not text.startswith("{") and "\n" not in text and ":" not in text:
             raise GateSpecError(f"gate file not found: {gate}")
         try:
             gate = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise GateSpecError(f"gate spec is not valid YAML: {exc}") from exc
+        if path is None and not isinstance(gate, dict):
+            raise GateSpecError(f"gate file not found, and not an inline spec either: {text[:80]}")
     return normalise_gate(gate), "user"
 
 
@@ -458,7 +463,8 @@ def decide(
     change = None
     if passed and comparable and spec["policies"]["approval_above_change"] is not None:
         change = oriented_gain(primary, candidate.get(primary), scores["champion"].get(primary))
-        requires_approval = change is not None and abs(change) > spec["policies"]["approval_above_change"]
+        # Fail closed: a change we cannot measure is not a small change.
+        requires_approval = change is None or abs(change) > spec["policies"]["approval_above_change"]
     blessed = passed and policy != "reject" and not requires_approval
     return {**base, "outcome": outcome, "blessed": blessed, "requires_approval": requires_approval, "checks": checks,
             "reason": _reason(outcome, policy, checks, failed, champion, requires_approval, change)}

@@ -11,6 +11,14 @@ if TYPE_CHECKING:
     from mlops_airflow.registry import ModelRegistry
 
 
+def endpoint_from(host: str | None, port: int | None) -> str | None:
+    """An S3 endpoint URL from a connection's host and port (a scheme in the host is kept)."""
+    if not host:
+        return None
+    url = host if "://" in host else f"http://{host}"
+    return f"{url}:{port}" if port else url
+
+
 class RegistryHook(BaseHook):
     """Builds the :class:`~mlops_airflow.registry.ModelRegistry` at ``registry_uri``.
 
@@ -51,7 +59,7 @@ class RegistryHook(BaseHook):
             "s3",
             aws_access_key_id=conn.login or None,
             aws_secret_access_key=conn.password or None,
-            endpoint_url=extra.get("endpoint_url") or (f"http://{conn.host}:{conn.port}" if conn.host else None),
+            endpoint_url=extra.get("endpoint_url") or endpoint_from(conn.host, conn.port),
             region_name=extra.get("region_name"),
         )
 

@@ -29,6 +29,10 @@ class MlopsBaseOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("registry_uri",)
+    #: Templated fields that name things: kept as text even when a DAG renders templates as
+    #: native objects (which would turn a model named "2024" into the number 2024).
+    text_fields: Sequence[str] = ("registry_uri", "model_name", "data_uri", "target", "estimator", "row_key",
+                                  "candidate_sha256", "verdict_uri", "dataset_uri", "server_url")
     ui_color = "#e8f4ea"
     #: Each stage has a default timeout so a hung task cannot hold the model's only run slot.
     default_timeout = timedelta(minutes=30)
@@ -40,6 +44,13 @@ class MlopsBaseOperator(BaseOperator):
         super().__init__(**kwargs)
         self.registry_uri = registry_uri
         self.conn_id = conn_id
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        for name in self.text_fields:
+            value = getattr(self, name, None)
+            if value is not None and not isinstance(value, str):
+                setattr(self, name, str(value))
 
     @cached_property
     def hook(self) -> RegistryHook:

@@ -84,7 +84,13 @@ def run_deployment(
     try:
         served = target.wait_for_version(model_name, version, manifest["sha256"])
     except Exception as exc:
-        _roll_back(registry, model_name, alias, version, expected, by, reason=str(exc))
+        try:
+            _roll_back(registry, model_name, alias, version, expected, by, reason=str(exc))
+        except Exception as rollback_error:
+            raise DeployError(
+                f"v{version} did not come up on the serving target ({exc}), and rolling back to v{expected} "
+                f"failed too: {rollback_error}; check the alias by hand"
+            ) from exc
         back = f"v{expected}" if expected is not None else "no champion"
         raise DeployError(f"v{version} did not come up on the serving target, rolled back to {back}: {exc}") from exc
     return {"promoted": True, "version": version, "previous_version": expected, "served": True,

@@ -231,7 +231,7 @@ class ModelRegistry:
         except ArtifactNotFound:
             if expected is not None:
                 raise AliasConflict(f"{model}@{alias} does not exist; expected it at version {expected}") from None
-            if not self.store.create(key, to_json(record)):
+            if not self.store.create(key, to_json(record)) and not self._is_our_alias(model, alias, record):
                 raise AliasConflict(f"{model}@{alias} was created by someone else meanwhile") from None
             return record
         current = json.loads(data)
@@ -239,9 +239,13 @@ class ModelRegistry:
             raise AliasConflict(
                 f"{model}@{alias} is at version {current.get('version')}, expected {expected}"
             )
-        if not self.store.replace_if(key, to_json(record), token):
+        if not self.store.replace_if(key, to_json(record), token) and not self._is_our_alias(model, alias, record):
             raise AliasConflict(f"{model}@{alias} moved while it was being set")
         return record
+
+    def _is_our_alias(self, model: str, alias: str, record: dict[str, Any]) -> bool:
+        """Whether the alias now holds exactly our record: our conditional write landed but its answer was lost."""
+        return self.get_alias(model, alias) == record
 
     def remove_alias(self, model: str, alias: str, *, expected: int) -> None:
         """Delete ``alias`` if it still points at ``expected`` (a rollback when there was no champion).

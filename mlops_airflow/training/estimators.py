@@ -69,7 +69,10 @@ def resolve_estimator(path: str, *, extra: list[str] | None = None) -> type:
             f"estimator {path!r} is not on the allowlist{hint}: scikit-learn classifiers and regressors are allowed, "
             "others must be listed in the [mlops_airflow] estimator_allowlist setting"
         )
-    probe = cls()
+    try:
+        probe = cls()
+    except TypeError as exc:  # meta-estimators (stacking, one-vs-rest, ...) need an inner estimator
+        raise EstimatorNotAllowed(f"estimator {path!r} needs constructor arguments this DAG cannot give: {exc}") from exc
     if not (is_classifier(probe) or is_regressor(probe)):
         raise EstimatorNotAllowed(f"estimator {path!r} is neither a classifier nor a regressor")
     return cls

@@ -277,7 +277,7 @@ def _run_suite(checks: _Checks, source: SqlSource, pending: Pending) -> None:
 
     try:
         run_suite(checks, pending, batch_for, scrub=lambda text: _scrub(text, source))
-    except TestConnectionError as exc:
+    except (TestConnectionError, ValueError) as exc:  # pydantic rejects some DSNs SQLAlchemy accepts
         raise DataError(
             f"cannot validate {source.label} in {source.masked_dsn}: {_scrub(str(exc), source)}"
         ) from exc

@@ -227,3 +227,15 @@ def test_records_from_a_newer_format_are_refused_not_misread(spec: dict[str, Any
     registry.store.write_bytes("m/versions/1.json", json.dumps(future).encode())
     with pytest.raises(RegistryError, match="format 99, newer than this mlops-airflow reads"):
         registry.get_version("m", 1)
+
+
+def test_s3_lost_answer_to_an_alias_write_is_our_own_success(s3_endpoint: str, s3_bucket: str, s3_client: Any) -> None:
+    plain = build_registry(_s3_spec(s3_endpoint, s3_bucket), s3_client)
+    for i in range(2):
+        plain.register("m", candidate(plain, bytes([i])), idempotency_key=f"k{i}")
+    client = _InjectedClient(s3_client, lose_answer_for="aliases/champion.json")
+    registry = build_registry(_s3_spec(s3_endpoint, s3_bucket), client)
+    registry.set_alias("m", "champion", 1, expected=None, by="t", reason="first")  # create: answer lost
+    client.lose_answer_for = "aliases/champion.json"
+    registry.set_alias("m", "champion", 2, expected=1, by="t", reason="second")  # replace: answer lost
+    assert registry.get_alias("m", "champion")["version"] == 2

@@ -57,3 +57,12 @@ def test_override_needs_a_rejection_and_a_real_reason(registry: ModelRegistry) -
 def test_blessed_needs_no_decision_and_unblessed_says_why() -> None:
     assert promotable(verdict(blessed=True, reason="all 2 checks passed"), None)[0] is True
     assert promotable(verdict(), None) == (False, "not blessed: failed: roc_auc")
+
+
+def test_a_decision_on_another_state_of_the_verdict_decides_nothing(registry: ModelRegistry) -> None:
+    pending = verdict(outcome="no_champion", requires_approval=True)
+    approval = record_decision(registry, pending, kind="approve", by="alice")
+    # Re-computed from the same inputs (same id), it now fails a check: the old approval must not carry over.
+    rejected_now = verdict(outcome="no_champion", requires_approval=False, blessed=False, reason="failed: latency")
+    assert promotable(rejected_now, approval) == (False, "not blessed: failed: latency")
+    assert promotable(verdict(verdict_id="other", requires_approval=True), approval)[0] is False

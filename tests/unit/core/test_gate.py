@@ -233,3 +233,17 @@ def test_binding_refuses_another_candidate_dataset_or_altered_gate() -> None:
     assert gate_hash(tampered["gate"]) != verdict["gate_hash"]
     with pytest.raises(VerdictMismatch, match="does not match its recorded hash"):
         check_binding(tampered, model_name="m", candidate_sha256="a" * 64, data_fingerprint="sha256:d")
+
+
+def test_a_change_that_cannot_be_measured_asks_for_a_person() -> None:
+    verdict = run({"thresholds": {"accuracy": {"min": 0.5}}, "policies": {"approval_above_change": 0.05}},
+                  champion(0.8), cand={**CANDIDATE, "roc_auc": None})
+    assert verdict["requires_approval"] is True and verdict["blessed"] is False
+
+
+def test_gate_format_version_and_one_line_inline_yaml() -> None:
+    with pytest.raises(GateSpecError, match="newer than this mlops-airflow reads"):
+        load_gate_spec({"format_version": 2, "baseline": {"min_improvement": 0}})
+    with pytest.raises(GateSpecError, match="format_version: expected a whole number"):
+        load_gate_spec({"format_version": "x", "baseline": {"min_improvement": 0}})
+    assert load_gate_spec("baseline: {min_improvement: 0.02}")[0]["baseline"] == {"min_improvement": 0.02}

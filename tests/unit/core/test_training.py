@@ -85,3 +85,8 @@ def test_auto_reads_small_integer_targets_as_classes() -> None:
     assert choose_estimator("auto", pd.Series([0, 1, 2, 1])).endswith("Classifier")
     assert choose_estimator("", pd.Series(np.linspace(0, 1, 50))).endswith("Regressor")
     assert choose_estimator("sklearn.linear_model.Ridge", pd.Series([0, 1])) == "sklearn.linear_model.Ridge"
+
+
+def test_meta_estimators_that_need_arguments_are_refused_cleanly() -> None:
+    with pytest.raises(EstimatorNotAllowed, match="needs constructor arguments"):
+        resolve_estimator("sklearn.ensemble.StackingClassifier")
