@@ -20,6 +20,7 @@ _EXPORTS = {
     "RegisterModelOperator": "mlops_airflow.operators.register",
     "DeployModelOperator": "mlops_airflow.operators.deploy",
     "RunSummaryOperator": "mlops_airflow.operators.summary",
+    "RollbackModelOperator": "mlops_airflow.operators.rollback",
     "RegistryHook": "mlops_airflow.hooks.registry",
     "ModelRegistry": "mlops_airflow.registry",
     "open_store": "mlops_airflow.storage",

@@ -2,6 +2,7 @@
 
     mlops-airflow models list [--json]
     mlops-airflow models show NAME [--version N | --alias A] [--json]
+    mlops-airflow models rollback NAME [--to VERSION] [--reason TEXT] [--by WHO] [--no-wait]
     mlops-airflow runs show NAME [--run-id ID] [--json]
     mlops-airflow gate override NAME --candidate SHA --reason TEXT [--by WHO] [--verdict ID]
     mlops-airflow serve NAME [--alias champion] [--host H] [--port P]
@@ -102,6 +103,25 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     train = lineage.get("train", {})
     if train:
         print(f"  trained by {train.get('dag_id')} run {train.get('run_id')}")
+    return 0
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    import getpass
+
+    from mlops_airflow.pipeline.rollback import run_rollback
+
+    target = None
+    if not args.no_wait:
+        from mlops_airflow.deploy.local import LocalServerTarget
+
+        target = LocalServerTarget(args.server_url or settings.server_url(), timeout=args.timeout)
+    result = run_rollback(_registry(args), model_name=args.name, to_version=args.to, by=args.by or getpass.getuser(),
+                          reason=args.reason, target=target)
+    if result["rolled_back"]:
+        print(f"{args.name}@champion: v{result['previous_version']} -> v{result['version']} ({result['reason']})")
+    else:
+        print(f"{args.name}: {result['reason']}")
     return 0
 
 
@@ -227,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--alias")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_models_show)
+
+    rollback = models.add_parser("rollback", help="put an earlier version back behind the champion alias")
+    rollback.add_argument("name")
+    rollback.add_argument("--to", type=int, help="the version to put back (default: the previous champion)")
+    rollback.add_argument("--reason", default="manual rollback")
+    rollback.add_argument("--by", help="who decides (default: the current user)")
+    rollback.add_argument("--server-url", help="the model server to wait for (default from settings)")
+    rollback.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server")
+    rollback.add_argument("--no-wait", action="store_true", help="move the alias only")
+    rollback.set_defaults(func=cmd_models_rollback)
 
     runs = commands.add_parser("runs", help="recorded pipeline runs").add_subparsers(dest="action", required=True)
     run_show = runs.add_parser("show", help="what a run did (the latest by default)")

@@ -16,6 +16,7 @@ OPERATOR_MODULES = [
     "mlops_airflow.operators.register",
     "mlops_airflow.operators.deploy",
     "mlops_airflow.operators.summary",
+    "mlops_airflow.operators.rollback",
 ]
 
 

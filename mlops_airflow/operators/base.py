@@ -32,7 +32,7 @@ class MlopsBaseOperator(BaseOperator):
     #: Templated fields that name things: kept as text even when a DAG renders templates as
     #: native objects (which would turn a model named "2024" into the number 2024).
     text_fields: Sequence[str] = ("registry_uri", "model_name", "data_uri", "target", "estimator", "row_key",
-                                  "candidate_sha256", "verdict_uri", "dataset_uri", "server_url")
+                                  "candidate_sha256", "verdict_uri", "dataset_uri", "server_url", "reason")
     ui_color = "#e8f4ea"
     #: Each stage has a default timeout so a hung task cannot hold the model's only run slot.
     default_timeout = timedelta(minutes=30)

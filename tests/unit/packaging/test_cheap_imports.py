@@ -42,7 +42,8 @@ def test_parsing_a_dag_file_imports_nothing_heavy(dag_file: str) -> None:
         "mlops_airflow.provider",
         "mlops_airflow.cli",
         "mlops_airflow.hooks.registry",
-        *(f"mlops_airflow.operators.{name}" for name in ("validate", "train", "evaluate", "register", "deploy", "summary")),
+        *(f"mlops_airflow.operators.{name}" for name in
+          ("validate", "train", "evaluate", "approve", "register", "deploy", "summary", "rollback", "links")),
     ],
 )
 def test_operator_hook_and_package_modules_import_nothing_heavy(module: str) -> None:

@@ -22,6 +22,7 @@ def test_public_exports_are_pinned() -> None:
         "ModelRegistry",
         "RegisterModelOperator",
         "RegistryHook",
+        "RollbackModelOperator",
         "RunSummaryOperator",
         "TrainModelOperator",
         "ValidateDataOperator",
@@ -65,6 +66,7 @@ def test_airflow_discovers_the_provider() -> None:
         ("RegisterModelOperator", ("registry_uri", "model_name", "candidate_sha256", "verdict_uri")),
         ("DeployModelOperator", ("registry_uri", "model_name", "version", "verdict_uri", "server_url")),
         ("RunSummaryOperator", ("registry_uri", "model_name")),
+        ("RollbackModelOperator", ("registry_uri", "model_name", "to_version", "reason", "server_url")),
         ("GateApprovalOperator", ("subject", "body", "model_name", "verdict_uri", "registry_uri")),
     ],
 )

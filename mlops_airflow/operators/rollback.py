@@ -1,0 +1,72 @@
+"""Roll the champion back to an earlier version, recording who and why."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from mlops_airflow.operators.base import MlopsBaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class RollbackModelOperator(MlopsBaseOperator):
+    """Move the alias back to an earlier version (default: the one before the current) and see it served.
+
+    :param model_name: the model (templated).
+    :param to_version: the version to put back; None for the previous one (templated).
+    :param reason: why, recorded on the alias (templated).
+    :param target: ``local`` (wait for the model server) or ``none`` (move the alias only).
+    """
+
+    template_fields: Sequence[str] = ("registry_uri", "model_name", "to_version", "reason", "server_url")
+    default_timeout = timedelta(minutes=15)
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        to_version: Any = None,
+        reason: str = "manual rollback",
+        target: Literal["local", "none"] = "local",
+        server_url: str | None = None,
+        alias: str = "champion",
+        wait_timeout: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        if target not in ("local", "none"):
+            raise ValueError(f"target must be 'local' or 'none', got {target!r}")
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.to_version = to_version
+        self.reason = reason
+        self.target = target
+        self.server_url = server_url
+        self.alias = alias
+        self.wait_timeout = wait_timeout
+
+    def run(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow import settings
+        from mlops_airflow.exceptions import ConfigError
+        from mlops_airflow.pipeline.rollback import run_rollback
+
+        serving = None
+        if self.target == "local":
+            from mlops_airflow.deploy.local import LocalServerTarget
+
+            serving = LocalServerTarget(self.server_url or settings.server_url(), timeout=self.wait_timeout)
+        to = self.to_version
+        if to in (None, "", "None"):
+            to = None
+        else:
+            try:
+                to = int(to)
+            except (TypeError, ValueError):
+                raise ConfigError(f"to_version must be a version number or empty, got {to!r}") from None
+        lineage = self.lineage(context)
+        result = run_rollback(self.registry, model_name=self.model_name, to_version=to, alias=self.alias,
+                              by=f"{lineage['dag_id']}/{lineage['run_id']}", reason=str(self.reason), target=serving)
+        self.log.info("Rollback: %s", result)
+        return result
