@@ -11,6 +11,25 @@ from mlops_airflow.operators.base import MlopsBaseOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from mlops_airflow.pipeline.deploy import ServingTarget
+
+Target = Literal["local", "none"]
+
+
+def check_target(target: str) -> None:
+    if target not in ("local", "none"):
+        raise ValueError(f"target must be 'local' or 'none', got {target!r}")
+
+
+def serving_target(target: Target, server_url: str | None, timeout: float) -> ServingTarget | None:
+    """The local model server to wait for (URL from settings unless given), or None to move the alias only."""
+    if target == "none":
+        return None
+    from mlops_airflow import settings
+    from mlops_airflow.deploy.local import LocalServerTarget
+
+    return LocalServerTarget(server_url or settings.server_url(), timeout=timeout)
+
 
 class DeployModelOperator(MlopsBaseOperator):
     """Stage, move ``alias`` by compare-and-swap, wait for the server, roll back on failure.
@@ -33,14 +52,13 @@ class DeployModelOperator(MlopsBaseOperator):
         model_name: str,
         version: Any,
         verdict_uri: str,
-        target: Literal["local", "none"] = "local",
+        target: Target = "local",
         server_url: str | None = None,
         alias: str = "champion",
         wait_timeout: float = 60.0,
         **kwargs: Any,
     ) -> None:
-        if target not in ("local", "none"):
-            raise ValueError(f"target must be 'local' or 'none', got {target!r}")
+        check_target(target)
         super().__init__(**kwargs)
         self.model_name = model_name
         self.version = version
@@ -51,21 +69,15 @@ class DeployModelOperator(MlopsBaseOperator):
         self.wait_timeout = wait_timeout
 
     def run(self, context: Context) -> dict[str, Any]:
-        from mlops_airflow import settings
         from mlops_airflow.pipeline.deploy import run_deployment
 
-        serving = None
-        if self.target == "local":
-            from mlops_airflow.deploy.local import LocalServerTarget
-
-            serving = LocalServerTarget(self.server_url or settings.server_url(), timeout=self.wait_timeout)
         lineage = self.lineage(context)
         result = run_deployment(
             self.registry,
             model_name=self.model_name,
             version=int(self.version),
             verdict_uri=self.verdict_uri,
-            target=serving,
+            target=serving_target(self.target, self.server_url, self.wait_timeout),
             by=f"{lineage['dag_id']}/{lineage['run_id']}/{lineage['task_id']}",
             alias=self.alias,
         )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.operators.base import MlopsBaseOperator
+from mlops_airflow.operators.deploy import Target, check_target, serving_target
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -30,14 +31,13 @@ class RollbackModelOperator(MlopsBaseOperator):
         model_name: str,
         to_version: Any = None,
         reason: str = "manual rollback",
-        target: Literal["local", "none"] = "local",
+        target: Target = "local",
         server_url: str | None = None,
         alias: str = "champion",
         wait_timeout: float = 60.0,
         **kwargs: Any,
     ) -> None:
-        if target not in ("local", "none"):
-            raise ValueError(f"target must be 'local' or 'none', got {target!r}")
+        check_target(target)
         super().__init__(**kwargs)
         self.model_name = model_name
         self.to_version = to_version
@@ -48,15 +48,9 @@ class RollbackModelOperator(MlopsBaseOperator):
         self.wait_timeout = wait_timeout
 
     def run(self, context: Context) -> dict[str, Any]:
-        from mlops_airflow import settings
         from mlops_airflow.exceptions import ConfigError
         from mlops_airflow.pipeline.rollback import run_rollback
 
-        serving = None
-        if self.target == "local":
-            from mlops_airflow.deploy.local import LocalServerTarget
-
-            serving = LocalServerTarget(self.server_url or settings.server_url(), timeout=self.wait_timeout)
         to = self.to_version
         if to in (None, "", "None"):
             to = None
@@ -67,6 +61,7 @@ class RollbackModelOperator(MlopsBaseOperator):
                 raise ConfigError(f"to_version must be a version number or empty, got {to!r}") from None
         lineage = self.lineage(context)
         result = run_rollback(self.registry, model_name=self.model_name, to_version=to, alias=self.alias,
-                              by=f"{lineage['dag_id']}/{lineage['run_id']}", reason=str(self.reason), target=serving)
+                              by=f"{lineage['dag_id']}/{lineage['run_id']}", reason=str(self.reason),
+                              target=serving_target(self.target, self.server_url, self.wait_timeout))
         self.log.info("Rollback: %s", result)
         return result

@@ -48,11 +48,12 @@ class ValidationOutcome:
 
     ``success`` is ``False`` when any ``error`` check failed (``warning`` checks are only
     reported). ``frame`` is the input with declared columns cast (CSV), or the very same
-    object when nothing needed casting. ``summary`` is JSON-serialisable and small.
+    object when nothing needed casting; None when the data was validated where it lives
+    (SQL). ``summary`` is JSON-serialisable and small.
     """
 
     success: bool
-    frame: pd.DataFrame
+    frame: pd.DataFrame | None
     summary: dict
 
     def failure_message(self, report_uri: str | None = None) -> str:
@@ -112,28 +113,21 @@ def validate_dataset(
     if reference_columns is not None:
         _reference_kinds_check(checks, frame, target=target, reference_columns=reference_columns)
 
-    records = checks.records
-    failed_errors = sum(1 for c in records if not c["success"] and c["severity"] == "error")
-    failed_warnings = sum(1 for c in records if not c["success"] and c["severity"] == "warning")
+    statistics = checks.statistics()
     declared = list(normalised["columns"]) if normalised else []
     summary = {
-        "success": failed_errors == 0,
+        "success": statistics["failed_errors"] == 0,
         "rows": int(len(frame)),
         "columns": [str(c) for c in frame.columns],
         "target": target,
         "source_format": source_format,
         "spec_given": normalised is not None,
         "redacted": redact_samples,
-        "statistics": {
-            "evaluated": len(records),
-            "successful": sum(1 for c in records if c["success"]),
-            "failed_errors": failed_errors,
-            "failed_warnings": failed_warnings,
-        },
-        "checks": records,
+        "statistics": statistics,
+        "checks": checks.records,
         "columns_profile": _profile(frame, first=[target, *declared], redact=redact_samples),
     }
-    return ValidationOutcome(success=failed_errors == 0, frame=frame, summary=summary)
+    return ValidationOutcome(success=statistics["failed_errors"] == 0, frame=frame, summary=summary)
 
 
 # -- recording ------------------------------------------------------------------------------
@@ -145,6 +139,16 @@ class _Checks:
     def __init__(self, *, redact: bool) -> None:
         self.redact = redact
         self.records: list[dict[str, Any]] = []
+
+    def statistics(self) -> dict[str, int]:
+        """How many checks ran, passed, and failed as errors and as warnings."""
+        failed = [c for c in self.records if not c["success"]]
+        return {
+            "evaluated": len(self.records),
+            "successful": len(self.records) - len(failed),
+            "failed_errors": sum(1 for c in failed if c["severity"] == "error"),
+            "failed_warnings": sum(1 for c in failed if c["severity"] == "warning"),
+        }
 
     def add(
         self,

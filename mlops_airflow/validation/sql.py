@@ -89,11 +89,9 @@ def validate_sql(
     finally:
         engine.dispose()
 
-    records = checks.records
-    failed_errors = sum(1 for c in records if not c["success"] and c["severity"] == "error")
-    failed_warnings = sum(1 for c in records if not c["success"] and c["severity"] == "warning")
+    statistics = checks.statistics()
     summary = {
-        "success": failed_errors == 0,
+        "success": statistics["failed_errors"] == 0,
         "rows": rows,
         "columns": list(types),
         "target": target,
@@ -105,16 +103,11 @@ def validate_sql(
         "column_types": {name: sql_type for name, (sql_type, _kind) in types.items()},
         "spec_given": normalised is not None,
         "redacted": redact_samples,
-        "statistics": {
-            "evaluated": len(records),
-            "successful": sum(1 for c in records if c["success"]),
-            "failed_errors": failed_errors,
-            "failed_warnings": failed_warnings,
-        },
-        "checks": records,
+        "statistics": statistics,
+        "checks": checks.records,
         "columns_profile": profile,
     }
-    return ValidationOutcome(success=failed_errors == 0, frame=None, summary=summary)  # type: ignore[arg-type]
+    return ValidationOutcome(success=statistics["failed_errors"] == 0, frame=None, summary=summary)
 
 
 def _reason(exc: Exception) -> str:
