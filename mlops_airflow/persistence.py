@@ -65,9 +65,53 @@ def runtime_versions() -> dict[str, str]:
 
 
 def dump_model(model: Any) -> bytes:
+    """The model in skops format, byte-for-byte the same for the same fitted model (see :func:`canonical_skops`)."""
     import skops.io as sio
 
-    return sio.dumps(model)
+    return canonical_skops(sio.dumps(model))
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """``data`` with skops' per-process noise removed, so equal models give equal bytes and sha256.
+
+    skops names array files and memo ids after ``id()`` of the objects and stamps the
+    current time on each zip entry. A retried training task would then store a second,
+    different candidate for the same model. Renumbering both in order of appearance and
+    fixing the stamps changes nothing skops reads back.
+    """
+    import io
+    import json
+    import zipfile
+
+    source = zipfile.ZipFile(io.BytesIO(data))
+    schema = json.loads(source.read("schema.json"))
+    members = set(source.namelist()) - {"schema.json"}
+    ids: dict[int, int] = {}
+    files: dict[str, str] = {}
+
+    def renumber(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "__id__" and isinstance(value, int):
+                    node[key] = ids.setdefault(value, len(ids) + 1)
+                elif key == "file" and value in members:
+                    node[key] = files.setdefault(value, f"{len(files)}.{value.rsplit('.', 1)[-1]}")
+                else:
+                    renumber(value)
+        elif isinstance(node, list):
+            for value in node:
+                renumber(value)
+
+    renumber(schema)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        entries = [("schema.json", json.dumps(schema, indent=2).encode())]
+        entries += [(files.get(name, name), source.read(name)) for name in sorted(members, key=lambda n: files.get(n, n))]
+        for name, content in entries:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            target.writestr(info, content)
+    return out.getvalue()
 
 
 def _minor(version: str) -> tuple[str, ...]:

@@ -9,7 +9,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["LoadedModel", "ParsedRows", "create_app", "parse_rows", "serve", "stage_model"]
+__all__ = [
+    "LoadedModel",
+    "ParsedRows",
+    "ServerConfig",
+    "create_app",
+    "parse_rows",
+    "read_prediction_logs",
+    "serve",
+    "stage_model",
+]
 
 _EXPORTS = {
     "LoadedModel": "mlops_airflow.serving.loading",
@@ -18,6 +27,8 @@ _EXPORTS = {
     "parse_rows": "mlops_airflow.serving.requests",
     "create_app": "mlops_airflow.serving.app",
     "serve": "mlops_airflow.serving.server",
+    "ServerConfig": "mlops_airflow.serving.config",
+    "read_prediction_logs": "mlops_airflow.serving.logs",
 }
 
 

@@ -5,6 +5,8 @@ loaded, the thread loads that version with the deploy stage's own loader (checks
 trusted types, skew policy, schema) and then swaps one reference; a request reads that
 reference once, so it is answered entirely by one model. A version that fails to load
 is refused and the previous model keeps serving; ``/ready`` and ``/metadata`` say why.
+Pinned (``version=N``, what a Kubernetes Deployment runs) it loads that version once,
+checks it against ``expect_sha256`` if given, and never follows an alias.
 
 Endpoints::
 
@@ -13,38 +15,59 @@ Endpoints::
                     503 {status: "waiting" | "failed", reason, last_error, ...} while nothing is loaded
     GET  /metadata  200 {model_name, alias, version, sha256, task_type, feature_schema, classes,
                          loaded_at, load_warnings, last_error, refused_version}; 503 {detail: {...}}
+    GET  /metrics   Prometheus text format (see :mod:`mlops_airflow.serving.metrics`)
     POST /predict   200 {model_name, version, predictions, [probabilities, classes], warnings}
                     422 {detail: {errors: [...], warnings: [...]}}; 503 {detail: {...}}
+                    401 without the bearer token (when one is set), 413 over the body limit
+
+The answer carries ``X-Request-ID`` (the client's, if it sent a usable one); the
+prediction log records it. A request is parsed and validated on the event loop (in the
+thread pool when its body is large), then predicted by the
+:class:`~mlops_airflow.serving.predict.MicroBatcher` together with the requests that queued
+up meanwhile. Auth, the body limit and request metrics live in
+:mod:`~mlops_airflow.serving.middleware`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import math
+import os
+import re
 import threading
+import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mlops_airflow.exceptions import DeployError, RegistryError, UnsafeModelError
+from mlops_airflow.serving.config import DEFAULT_MAX_BODY_BYTES
 from mlops_airflow.serving.loading import LoadedModel, load_manifest_model
-from mlops_airflow.serving.requests import DEFAULT_MAX_ROWS, parse_rows
+from mlops_airflow.serving.metrics import ServerMetrics, worker_exited
+from mlops_airflow.serving.middleware import GuardMiddleware
+from mlops_airflow.serving.predict import MicroBatcher, predict_parsed
+from mlops_airflow.serving.requests import DEFAULT_MAX_ROWS, ParsedRows, parse_rows
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from mlops_airflow.persistence import SkewPolicy
     from mlops_airflow.registry.registry import ModelRegistry
+    from mlops_airflow.serving.logs import PredictionLogger
 
 log = logging.getLogger(__name__)
 
 #: Errors that loading the same version again cannot fix: the version is refused until the alias moves.
 _REFUSALS = (UnsafeModelError, DeployError, RegistryError)
+#: Bodies up to this size are parsed and validated on the event loop: a thread hop costs more
+#: than the work. Bigger ones go to the thread pool so that probes stay answered meanwhile.
+_INLINE_BODY_BYTES = 64 * 1024
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def _now() -> str:
@@ -71,14 +94,24 @@ class ModelSlot:
         *,
         poll_interval: float,
         skew_policy: SkewPolicy,
+        version: int | None = None,
+        expect_sha256: str | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.registry = registry
         self.model_name = model_name
         self.alias = alias
         self.poll_interval = poll_interval
         self.skew_policy: SkewPolicy = skew_policy
+        #: Pinned: serve exactly this version and never follow the alias.
+        self.pinned_version = version
+        self.expect_sha256 = expect_sha256
+        self.metrics = metrics
         self.current: LoadedModel | None = None
-        self.waiting_reason = f"waiting for the alias {model_name}@{alias} to be read from the registry"
+        if version is not None:
+            self.waiting_reason = f"loading the pinned version {model_name} version {version}"
+        else:
+            self.waiting_reason = f"waiting for the alias {model_name}@{alias} to be read from the registry"
         self.last_error: str | None = None
         self.last_error_at: str | None = None
         self._refused: _Refusal | None = None
@@ -88,13 +121,21 @@ class ModelSlot:
 
     # -- the loader thread -------------------------------------------------------
     def start(self) -> None:
-        log.info(
-            "model loader: following %s@%s in %s, every %gs",
-            self.model_name,
-            self.alias,
-            self.registry.store.uri,
-            self.poll_interval,
-        )
+        if self.pinned_version is not None:
+            log.info(
+                "model loader: serving %s version %s (pinned) from %s",
+                self.model_name,
+                self.pinned_version,
+                self.registry.store.uri,
+            )
+        else:
+            log.info(
+                "model loader: following %s@%s in %s, every %gs",
+                self.model_name,
+                self.alias,
+                self.registry.store.uri,
+                self.poll_interval,
+            )
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="mlops-model-loader", daemon=True)
         self._thread.start()
@@ -124,6 +165,12 @@ class ModelSlot:
 
     def poll_once(self) -> None:
         """Read the alias once and load the version it names if that is not the one served."""
+        if self.pinned_version is not None:
+            with self._lock:
+                # once loaded or refused there is nothing to follow; a transient failure is retried
+                if self.current is None and self._refused is None:
+                    self._load(self.pinned_version, {"version": self.pinned_version, "moved_at": None})
+            return
         with self._lock:
             try:
                 record = self.registry.get_alias(self.model_name, self.alias)
@@ -170,11 +217,14 @@ class ModelSlot:
         )
         try:
             manifest = self.registry.get_version(self.model_name, version)
+            self._check_expected_sha(manifest)
             loaded = load_manifest_model(self.registry, manifest, skew_policy=self.skew_policy)
         except _REFUSALS as exc:
             keeps = f"; still serving version {current.version}" if current else ""
             self._fail(f"refused version {version}: {exc}{keeps}", logging.ERROR)
             self._refused = _Refusal(version, record.get("moved_at"))
+            if self.metrics is not None:
+                self.metrics.refused()
             return
         except Exception as exc:  # storage hiccups and the like: retried on the next poll
             keeps = f"; still serving version {current.version}" if current else ""
@@ -183,6 +233,8 @@ class ModelSlot:
         self.current = loaded  # the swap: one reference assignment, atomic for readers
         self.last_error = self.last_error_at = None
         self._refused = None
+        if self.metrics is not None:
+            self.metrics.swapped(current, loaded, self.alias_label)
         for line in loaded.load_warnings:
             log.warning("model loader: %s version %s: %s", self.model_name, version, line)
         log.info(
@@ -192,7 +244,20 @@ class ModelSlot:
             loaded.sha256[:12],
         )
 
+    def _check_expected_sha(self, manifest: dict[str, Any]) -> None:
+        expected = self.expect_sha256
+        if expected is not None and manifest.get("sha256") != expected:
+            raise UnsafeModelError(
+                f"{self.model_name} version {manifest.get('version')} has sha256 {str(manifest.get('sha256'))[:12]}…, "
+                f"but {expected[:12]}… was expected: refusing to serve another model than the one deployed"
+            )
+
     # -- what the endpoints report -----------------------------------------------
+    @property
+    def alias_label(self) -> str:
+        """The alias followed; empty when pinned to a version."""
+        return "" if self.pinned_version is not None else self.alias
+
     @property
     def refused_version(self) -> int | None:
         refused = self._refused
@@ -203,13 +268,15 @@ class ModelSlot:
         current = self.current
         body: dict[str, Any] = {
             "model_name": self.model_name,
-            "alias": self.alias,
-            "version": current.version if current else None,
-            "sha256": current.sha256 if current else None,
+            "alias": self.alias_label or None,
+            "pinned": self.pinned_version is not None,
+            "version": current.version if current else self.pinned_version,
+            "sha256": current.sha256 if current else self.expect_sha256,
             "loaded_at": current.loaded_at if current else None,
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
             "refused_version": self.refused_version,
+            "worker_pid": os.getpid(),  # with --workers N, which process answered
         }
         if current is not None:
             return {"status": "ready", **body}
@@ -222,23 +289,29 @@ def _not_ready(slot: ModelSlot) -> JSONResponse:
     return JSONResponse(status_code=503, content={"detail": slot.status()})
 
 
-def _json_number(value: Any) -> Any:
-    # JSON has no NaN or Infinity: a model that produces one answers null for that row
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    # json.dumps straight to bytes: FastAPI's jsonable_encoder walk costs more than the model on one row
+    return Response(json.dumps(body, allow_nan=False), status_code=status, media_type="application/json",
+                    headers=headers)
 
 
-def _predict(loaded: LoadedModel, frame: Any) -> dict[str, Any]:
-    import numpy as np
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    return given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
-    predictions = np.asarray(loaded.model.predict(frame))
-    body: dict[str, Any] = {"predictions": [_json_number(value) for value in predictions.tolist()]}
-    if loaded.is_classifier and hasattr(loaded.model, "predict_proba"):
-        probabilities = np.asarray(loaded.model.predict_proba(frame))
-        body["probabilities"] = [[_json_number(p) for p in row] for row in probabilities.tolist()]
-        body["classes"] = loaded.classes
-    return body
+
+def _check(loaded: LoadedModel, raw: bytes, max_rows: int) -> ParsedRows:
+    """Parse and validate one request body against the served model's schema (no frame yet)."""
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        return ParsedRows(None, [f"body is not valid JSON: {exc}"])
+    return parse_rows(payload, loaded.request_checker, max_rows=max_rows, frame=False)
+
+
+def _check_and_predict(loaded: LoadedModel, raw: bytes, max_rows: int) -> tuple[ParsedRows, Any]:
+    parsed = _check(loaded, raw, max_rows)
+    return parsed, (predict_parsed(loaded, parsed) if parsed.ok else None)
 
 
 def create_app(
@@ -249,24 +322,50 @@ def create_app(
     poll_interval: float = 1.0,
     skew_policy: SkewPolicy = "warn",
     max_rows: int = DEFAULT_MAX_ROWS,
+    version: int | None = None,
+    expect_sha256: str | None = None,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    public_metrics: bool = False,
+    metrics: ServerMetrics | None = None,
+    prediction_logger: PredictionLogger | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving ``model_name@alias`` from ``registry``.
+    """A FastAPI app serving ``model_name@alias`` from ``registry``, or exactly ``version`` when given.
 
-    The loader thread runs for the app's lifespan (start the app with a server, or a
-    ``TestClient`` used as a context manager). ``app.state.slot`` is the :class:`ModelSlot`.
+    The loader thread (and the prediction logger's flush thread) run for the app's
+    lifespan: start the app with a server, or a ``TestClient`` used as a context manager.
+    ``app.state.slot`` is the :class:`ModelSlot`, ``app.state.metrics`` the
+    :class:`~mlops_airflow.serving.metrics.ServerMetrics`. ``token`` set: every endpoint
+    but ``/health`` and ``/ready`` (and ``/metrics`` with ``public_metrics``) needs it.
     """
-    slot = ModelSlot(registry, model_name, alias, poll_interval=poll_interval, skew_policy=skew_policy)
+    metrics = metrics or ServerMetrics()
+    slot = ModelSlot(registry, model_name, alias, poll_interval=poll_interval, skew_policy=skew_policy,
+                     version=version, expect_sha256=expect_sha256, metrics=metrics)
+    logger = prediction_logger
+    batcher = MicroBatcher()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         slot.start()
+        batcher.start()
+        if logger is not None:
+            logger.start()
         try:
             yield
         finally:
             slot.stop()
+            batcher.stop()
+            if logger is not None:
+                logger.stop()
+            worker_exited(os.getpid())
 
-    app = FastAPI(title=f"mlops-airflow model server: {model_name}@{alias}", lifespan=lifespan)
+    title = f"{model_name} version {version}" if version is not None else f"{model_name}@{alias}"
+    app = FastAPI(title=f"mlops-airflow model server: {title}", lifespan=lifespan)
     app.state.slot = slot
+    app.state.metrics = metrics
+    app.add_middleware(
+        GuardMiddleware, metrics=metrics, token=token, max_body_bytes=max_body_bytes, public_metrics=public_metrics
+    )
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -279,6 +378,12 @@ def create_app(
         body = slot.status()
         return JSONResponse(status_code=200 if body["status"] == "ready" else 503, content=body)
 
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        """The Prometheus text exposition (over all workers)."""
+        content, content_type = metrics.render()
+        return Response(content, media_type=content_type)
+
     @app.get("/metadata")
     def metadata() -> Any:
         """What is served: the version, its checksum and the feature schema requests are checked against."""
@@ -287,7 +392,8 @@ def create_app(
             return _not_ready(slot)
         return {
             "model_name": current.model_name,
-            "alias": alias,
+            "alias": slot.alias_label or None,
+            "pinned": slot.pinned_version is not None,
             "version": current.version,
             "sha256": current.sha256,
             "task_type": current.task_type,
@@ -302,42 +408,41 @@ def create_app(
         }
 
     @app.post("/predict")
-    async def predict(request: Request) -> Any:
+    async def predict(request: Request) -> Response:
         """Validate the rows against the served model's schema, then predict with that same model."""
         loaded = slot.current  # read once: the whole request is answered by this model
         if loaded is None:
+            metrics.error("not_ready")
             return _not_ready(slot)
-        try:
-            payload = await request.json()
-        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-            return JSONResponse(
-                status_code=422,
-                content={"detail": {"errors": [f"body is not valid JSON: {exc}"], "warnings": []}},
-            )
-        parsed = await run_in_threadpool(parse_rows, payload, loaded.feature_schema, max_rows=max_rows)
+        request_id = _request_id(request)
+        headers = {"x-request-id": request_id}
+        raw = await request.body()  # already read, within the limit, by GuardMiddleware
+        if len(raw) <= _INLINE_BODY_BYTES:
+            parsed = _check(loaded, raw, max_rows)
+            result: Any = await batcher.predict(loaded, parsed) if parsed.ok else None
+        else:  # big enough to predict alone: one trip to the thread pool for all of it
+            parsed, result = await run_in_threadpool(_check_and_predict, loaded, raw, max_rows)
+        if parsed.warning_fields:
+            metrics.warned(parsed.warning_fields)
         if not parsed.ok:
-            return JSONResponse(
-                status_code=422, content={"detail": {"errors": parsed.errors, "warnings": parsed.warnings}}
-            )
-        try:
-            result = await run_in_threadpool(_predict, loaded, parsed.frame)
-        except (ValueError, TypeError) as exc:
+            metrics.error("validation")
+            return _json(422, {"detail": {"errors": parsed.errors, "warnings": parsed.warnings}}, headers)
+        if isinstance(result, (ValueError, TypeError)):
             # scikit-learn signals input it cannot handle with ValueError / TypeError
-            message = f"the model rejected the rows: {exc}"
-            return JSONResponse(
-                status_code=422, content={"detail": {"errors": [message], "warnings": parsed.warnings}}
-            )
-        except Exception as exc:
-            log.exception("predict: %s version %s failed", loaded.model_name, loaded.version)
-            message = (
-                f"{loaded.model_name} version {loaded.version} failed to predict: {type(exc).__name__}: {exc}"
-            )
-            return JSONResponse(status_code=500, content={"detail": message})
-        return {
-            "model_name": loaded.model_name,
-            "version": loaded.version,
-            **result,
-            "warnings": parsed.warnings,
-        }
+            metrics.error("validation")
+            errors = [f"the model rejected the rows: {result}"]
+            return _json(422, {"detail": {"errors": errors, "warnings": parsed.warnings}}, headers)
+        if isinstance(result, Exception):
+            metrics.error("internal")
+            log.error("predict: %s version %s failed", loaded.model_name, loaded.version, exc_info=result)
+            message = f"{loaded.model_name} version {loaded.version} failed to predict: {type(result).__name__}: {result}"
+            return _json(500, {"detail": message}, headers)
+        metrics.predicted(loaded, result["predictions"])
+        if logger is not None:
+            logger.offer(version=loaded.version, request_id=request_id, values=parsed.values,
+                         predictions=result["predictions"], probabilities=result.get("probabilities"),
+                         classes=result.get("classes"))
+        body = {"model_name": loaded.model_name, "version": loaded.version, **result, "warnings": parsed.warnings}
+        return _json(200, body, headers)
 
     return app

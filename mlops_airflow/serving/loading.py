@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.exceptions import DeployError, UnsafeModelError
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from mlops_airflow.registry.registry import ModelRegistry
+    from mlops_airflow.serving.requests import SchemaChecker
 
 CLASSIFIER_TASKS = ("binary", "multiclass")
 
@@ -48,6 +50,13 @@ class LoadedModel:
     @property
     def feature_schema(self) -> dict[str, Any]:
         return dict(self.manifest.get("feature_schema") or {})
+
+    @cached_property
+    def request_checker(self) -> SchemaChecker:
+        """The request checks of this model's schema, built once (it never changes for a loaded model)."""
+        from mlops_airflow.serving.requests import SchemaChecker
+
+        return SchemaChecker(self.feature_schema)
 
     @property
     def task_type(self) -> str | None:

@@ -16,6 +16,10 @@ Accepted bodies (all JSON objects)::
     {"instances": [{"hour": 7, ...}, ...]}         the same, under the name TF Serving uses
     {"row": {"hour": 7, ...}}                      one record
     {"columns": ["hour", ...], "data": [[7, ...], ...]}   split / columnar (pandas ``orient="split"``)
+    {"inputs": {"hour": [7, ...], ...}}            columnar, one list per column
+    {"inputs": [{"hour": 7, ...}, ...]}            records
+    {"dataframe_split": {"columns": [...], "data": [...]}}, {"dataframe_records": [...]}
+                                                   MLflow's scoring-server shapes, so MLflow clients work as they are
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ _MAX_LISTED = 20
 
 _SHAPE_HINT = (
     'body must be a JSON object with "rows" (a list of objects), "instances", '
-    '"row" (one object), or "columns" and "data"'
+    '"row" (one object), "columns" and "data", "inputs", "dataframe_split" or "dataframe_records"'
 )
+#: The keys a body may hold its rows under; exactly one must be present.
+_BODY_KEYS = ("rows", "instances", "row", "columns", "inputs", "dataframe_records", "dataframe_split")
 
 
 @dataclass
@@ -52,10 +58,30 @@ class ParsedRows:
     errors: list[str] = field(default_factory=list)
     #: Accepted but unusual values (outside what training observed).
     warnings: list[str] = field(default_factory=list)
+    #: How many warnings each column got (all of them, also those left out of ``warnings``).
+    warning_fields: dict[str, int] = field(default_factory=dict)
+    #: The checked values column by column, when the frame is left to the caller (``frame=False``).
+    values: dict[str, list[Any]] | None = None
+    #: How many rows the request holds (when accepted).
+    rows: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.errors and self.frame is not None
+        return not self.errors and (self.frame is not None or self.values is not None)
+
+
+class SchemaChecker:
+    """The checks of one feature schema, built once per served model instead of once per request."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
+        self.columns = [_ColumnChecker(column) for column in schema.get("columns", [])]
+        self.known = {checker.name for checker in self.columns}
+        self.target = (schema.get("target") or {}).get("name")
+
+    def build_frame(self, values: dict[str, list[Any]]) -> pd.DataFrame:
+        """The model's input from checked values (those of one request, or of several concatenated)."""
+        return _build_frame(self.columns, values)
 
 
 class _Messages:
@@ -65,8 +91,11 @@ class _Messages:
         self.noun = noun
         self.items: list[str] = []
         self.dropped = 0
+        self.fields: dict[str, int] = {}
 
-    def add(self, message: str) -> None:
+    def add(self, message: str, column: str | None = None) -> None:
+        if column is not None:
+            self.fields[column] = self.fields.get(column, 0) + 1
         if len(self.items) < MAX_MESSAGES:
             self.items.append(message)
         else:
@@ -176,6 +205,55 @@ class _ColumnChecker:
             return self._check_datetime(value, field_, errors)
         return self._check_category(value, field_, errors, warnings)
 
+    def fast(self, values: list[Any]) -> list[Any] | None:
+        """``values`` as the row-by-row check would give them if it finds nothing to say; else None."""
+        types = set(map(type, values))
+        nulls = type(None) in types
+        if nulls:
+            if not self.nullable:
+                return None
+            types.discard(type(None))
+        if self.family in ("integer", "float"):
+            if not types <= ({int} if self.family == "integer" else {int, float}):
+                return None  # bools, strings, integral floats for an integer column, ...
+            return values if self._numbers_are_plain(values, nulls) else None
+        if self.family == "text":
+            if not types <= {str}:
+                return None
+            present = set(values)
+            present.discard(None)  # type: ignore[arg-type]
+            if self.allowed_set is not None and not present <= self.allowed_set:
+                return None
+            if self.seen_categories is not None and not present <= self.seen_categories:
+                return None
+            return values
+        if self.family == "bool":
+            return values if types <= {bool} else None
+        return None  # date/times: row by row
+
+    def _numbers_are_plain(self, values: list[Any], nulls: bool) -> bool:
+        import numpy as np
+
+        present = [value for value in values if value is not None] if nulls else values
+        if not present:
+            return True
+        try:
+            numbers = np.asarray(present, dtype=np.float64)
+        except OverflowError:  # an int beyond float range
+            return False
+        if not np.isfinite(numbers).all():  # NaN (a null) or infinity
+            return False
+        low, high = float(numbers.min()), float(numbers.max())
+        if self.family == "integer" and not (-(2.0**63) < low and high < 2.0**63):
+            return False
+        if self.allowed_numbers is not None and not set(numbers.tolist()) <= self.allowed_numbers:
+            return False
+        if (self.low is not None and low < self.low) or (self.high is not None and high > self.high):
+            return False
+        if self.seen_low is not None and self.seen_high is not None:
+            return bool(self.seen_low <= low and high <= self.seen_high)
+        return True
+
     def _check_number(self, value: Any, field_: str, errors: _Messages, warnings: _Messages) -> Any:
         if not _is_number(value):
             errors.add(f"{field_}: expected number, got {show(value)}")
@@ -213,7 +291,8 @@ class _ColumnChecker:
             if not self.seen_low <= number <= self.seen_high:
                 warnings.add(
                     f"{field_}={show(value)} is outside the range seen in training "
-                    f"{_range_text(self.seen_low, self.seen_high)}"
+                    f"{_range_text(self.seen_low, self.seen_high)}",
+                    self.name,
                 )
         return value
 
@@ -237,20 +316,24 @@ class _ColumnChecker:
         if self.allowed_set is not None and value not in self.allowed_set:
             errors.add(f"{field_}={show(value)} is not one of {_allowed_text(self.allowed or [])}")
         elif self.seen_categories is not None and value not in self.seen_categories:
-            warnings.add(f"{field_}={show(value)} was not seen in training")
+            warnings.add(f"{field_}={show(value)} was not seen in training", self.name)
         return value
 
 
-def _records(payload: dict[str, Any], errors: _Messages) -> tuple[str, list[Any]] | None:
-    """The list of records a body holds and the name it was sent under, or None (errors added)."""
-    present = [key for key in ("rows", "instances", "row", "columns") if key in payload]
+def _body_key(payload: dict[str, Any], errors: _Messages) -> str | None:
+    """The one key the body holds its rows under, or None (errors added)."""
+    present = [key for key in _BODY_KEYS if key in payload]
     if not present:
         errors.add(_SHAPE_HINT)
         return None
     if len(present) > 1:
         errors.add(f"body has {' and '.join(repr(k) for k in present)}: send only one of them")
         return None
-    key = present[0]
+    return present[0]
+
+
+def _records(payload: dict[str, Any], key: str, errors: _Messages) -> tuple[str, list[Any]] | None:
+    """The list of records a body holds under ``key``, or None (errors added)."""
     if key == "row":
         if not isinstance(payload["row"], dict):
             errors.add(f'"row" must be an object mapping column names to values, got {show(payload["row"])}')
@@ -263,27 +346,49 @@ def _records(payload: dict[str, Any], errors: _Messages) -> tuple[str, list[Any]
     return key, rows
 
 
-def parse_rows(payload: Any, schema: dict[str, Any], *, max_rows: int = DEFAULT_MAX_ROWS) -> ParsedRows:
+def parse_rows(
+    payload: Any, schema: dict[str, Any] | SchemaChecker, *, max_rows: int = DEFAULT_MAX_ROWS, frame: bool = True
+) -> ParsedRows:
     """Check a request body against ``schema`` and build the frame the model predicts on.
 
     Never raises for a bad body: every problem found is in ``errors`` (and ``frame`` is
     None). Row numbers prefix the messages (``rows[3].hour``) when the request has more
-    than one row.
+    than one row. With ``frame=False`` the checked values are returned in ``values`` and
+    the caller builds the frame (the server builds one for several requests at once).
     """
+    checker = schema if isinstance(schema, SchemaChecker) else SchemaChecker(schema)
     errors = _Messages("errors")
     warnings = _Messages("warnings")
     if not isinstance(payload, dict):
         errors.add(_SHAPE_HINT)
         return ParsedRows(None, errors.as_list())
 
-    columnar = "columns" in payload and not any(k in payload for k in ("rows", "instances", "row"))
-    if columnar:
+    body_key = _body_key(payload, errors)
+    if body_key is None:
+        return ParsedRows(None, errors.as_list())
+    names: list[str] = []
+    columnar = body_key in ("columns", "dataframe_split") or (
+        body_key == "inputs" and isinstance(payload["inputs"], dict)
+    )
+    parsed: tuple[str, list[Any]] | None
+    if body_key == "inputs" and columnar:
+        parsed = _column_lists(payload["inputs"], errors)
+    elif body_key == "dataframe_split":
+        split = payload["dataframe_split"]
+        if isinstance(split, dict):
+            parsed = _columnar(split, errors)
+        else:
+            errors.add(f'"dataframe_split" must be an object with "columns" and "data", got {show(split)}')
+            parsed = None
+    elif columnar:
         parsed = _columnar(payload, errors)
     else:
-        parsed = _records(payload, errors)
+        parsed = _records(payload, body_key, errors)
     if parsed is None:
         return ParsedRows(None, errors.as_list())
     key, rows = parsed
+    if columnar:
+        names, rows = rows[0], rows[1:]
     if not rows:
         errors.add(f'"{key}" is empty: send at least one row')
         return ParsedRows(None, errors.as_list())
@@ -291,16 +396,18 @@ def parse_rows(payload: Any, schema: dict[str, Any], *, max_rows: int = DEFAULT_
         errors.add(f"too many rows: {len(rows)} > the limit of {max_rows} per request")
         return ParsedRows(None, errors.as_list())
 
-    checkers = [_ColumnChecker(column) for column in schema.get("columns", [])]
-    known = {checker.name for checker in checkers}
-    target = (schema.get("target") or {}).get("name")
+    checkers, known, target = checker.columns, checker.known, checker.target
     many = len(rows) > 1
     values: dict[str, list[Any]] = {checker.name: [] for checker in checkers}
 
     if columnar:
         # columns are declared once for the whole body, so are their problems
-        names = payload["columns"]
         _report_columns(set(names), known, target, "", errors)
+        if not errors and len(rows) >= _VECTOR_ROWS:
+            by_column = dict(zip(names, (list(column) for column in zip(*rows, strict=True)), strict=True))
+            fast = _fast_values(checkers, by_column)
+            if fast is not None:
+                return _accepted(checkers, fast, len(rows), warnings, errors, frame)
         rows = [dict(zip(names, row, strict=True)) for row in rows]
     else:
         bad_shape = False
@@ -313,25 +420,79 @@ def parse_rows(payload: Any, schema: dict[str, Any], *, max_rows: int = DEFAULT_
         if bad_shape:
             return ParsedRows(None, errors.as_list())
         _report_record_columns(rows, known, target, key, errors)
+        if not errors and len(rows) >= _VECTOR_ROWS:
+            fast = _fast_values(checkers, {column.name: [row[column.name] for row in rows] for column in checkers})
+            if fast is not None:
+                return _accepted(checkers, fast, len(rows), warnings, errors, frame)
 
     for index, row in enumerate(rows):
         where = f"{key}[{index}]." if many else ""
-        for checker in checkers:
-            if checker.name in row:
-                values[checker.name].append(checker.check(row[checker.name], where, errors, warnings))
+        for column in checkers:
+            if column.name in row:
+                values[column.name].append(column.check(row[column.name], where, errors, warnings))
             else:
-                values[checker.name].append(None)
+                values[column.name].append(None)
     if errors:
-        return ParsedRows(None, errors.as_list(), warnings.as_list())
+        return ParsedRows(None, errors.as_list(), warnings.as_list(), warnings.fields)
+    return _accepted(checkers, values, len(rows), warnings, errors, frame)
+
+
+def _accepted(checkers: list[_ColumnChecker], values: dict[str, list[Any]], rows: int, warnings: _Messages,
+              errors: _Messages, frame: bool) -> ParsedRows:
+    if not frame:
+        return ParsedRows(None, [], warnings.as_list(), warnings.fields, values=values, rows=rows)
     try:
-        frame = _build_frame(checkers, values)
+        built = _build_frame(checkers, values)
     except (TypeError, ValueError) as exc:  # validated values should always convert; say so if not
         errors.add(f"cannot build the model's input from these rows: {exc}")
-        return ParsedRows(None, errors.as_list(), warnings.as_list())
-    return ParsedRows(frame, [], warnings.as_list())
+        return ParsedRows(None, errors.as_list(), warnings.as_list(), warnings.fields)
+    return ParsedRows(built, [], warnings.as_list(), warnings.fields, rows=rows)
 
 
-def _columnar(payload: dict[str, Any], errors: _Messages) -> tuple[str, list[Any]] | None:
+#: From this many rows on, columns are first checked whole with numpy (see _fast_values).
+_VECTOR_ROWS = 32
+
+
+def _fast_values(checkers: list[_ColumnChecker], columns: dict[str, list[Any]]) -> dict[str, list[Any]] | None:
+    """Every column checked at once, or None if any value is not plainly fine.
+
+    Only the common case is decided here: values of the column's own JSON type, no null
+    where none is allowed, nothing outside a declared range or set, nothing even outside
+    what training saw (which would warn). Anything else returns None and the row-by-row
+    check runs, which words each error and warning; so both paths accept exactly the same
+    bodies, with the same values.
+    """
+    checked = {}
+    for column in checkers:
+        values = column.fast(columns[column.name])
+        if values is None:
+            return None
+        checked[column.name] = values
+    return checked
+
+
+
+def _column_lists(inputs: dict[str, Any], errors: _Messages) -> tuple[str, list[Any]] | None:
+    """``{"inputs": {column: [values]}}`` as split-shaped rows: the names first, then one list per row."""
+    lengths = {}
+    for name, column in inputs.items():
+        if not isinstance(column, list):
+            errors.add(f'inputs["{name}"] must be a list of values (one per row), got {show(column)}')
+        else:
+            lengths[name] = len(column)
+    if errors:
+        return None
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f'"{name}": {length}' for name, length in lengths.items())
+        errors.add(f'the lists in "inputs" must all have the same length, got {shown}')
+        return None
+    names = list(inputs)
+    data = [list(row) for row in zip(*(inputs[name] for name in names), strict=True)]
+    return _columnar({"columns": names, "data": data}, errors, key="inputs")
+
+
+def _columnar(payload: dict[str, Any], errors: _Messages, key: str = "data") -> tuple[str, list[Any]] | None:
+    """Split-shaped rows: ``(key, [names, row, row, ...])``, or None (errors added)."""
     names, data = payload.get("columns"), payload.get("data")
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         errors.add(f'"columns" must be a list of column names, got {show(names)}')
@@ -349,7 +510,7 @@ def _columnar(payload: dict[str, Any], errors: _Messages) -> tuple[str, list[Any
             errors.add(f"data[{index}] has {len(row)} values, expected {len(names)} (one per column)")
     if errors:
         return None
-    return "data", data
+    return key, [names, *data]
 
 
 def _column_problem(name: str, known: set[str], target: str | None) -> str:
@@ -428,3 +589,143 @@ def _build_frame(checkers: list[_ColumnChecker], values: dict[str, list[Any]]) -
         else:
             columns[checker.name] = series.astype(dtype)  # type: ignore[call-overload]
     return pd.DataFrame(columns, columns=[checker.name for checker in checkers])
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckedFrame:
+    """A batch of rows checked with the server's rules: the accepted rows, typed, and why the others are not."""
+
+    #: The accepted rows in schema order and dtypes, indexed by their position in the input; None if none is.
+    frame: pd.DataFrame | None
+    #: Missing or unknown columns: they affect every row, so no row is accepted.
+    column_errors: list[str] = field(default_factory=list)
+    #: Position in the input frame -> why that row is rejected (every rejected row, every reason).
+    rejected: dict[int, list[str]] = field(default_factory=dict)
+    #: Accepted but unusual values (capped list) and how many there were in all.
+    warnings: list[str] = field(default_factory=list)
+    warning_count: int = 0
+
+
+class _RowMessages(_Messages):
+    """Errors also kept per row (uncapped), so a batch can set aside exactly the rows that fail."""
+
+    def __init__(self) -> None:
+        super().__init__("errors")
+        self.row = -1
+        self.by_row: dict[int, list[str]] = {}
+
+    def add(self, message: str, column: str | None = None) -> None:
+        super().add(message, column)
+        self.by_row.setdefault(self.row, []).append(message)
+
+
+def _parse_text(checker: _ColumnChecker, series: pd.Series) -> pd.Series:
+    """CSV cells as the values a JSON request would carry: numbers and booleans parsed, the rest left as text."""
+    import pandas as pd
+
+    if checker.family in ("integer", "float"):
+        numbers = pd.to_numeric(series, errors="coerce")
+        if numbers.notna().sum() == series.notna().sum():
+            return numbers
+        # what does not parse stays text, so the checker reports it as a request's text would be
+        return numbers.astype(object).where(numbers.notna(), series)
+    if checker.family == "bool":
+        words = {"true": True, "false": False}
+        return series.map(lambda v: words.get(v.strip().lower(), v) if isinstance(v, str) else v)
+    return series
+
+
+def _suspects(checker: _ColumnChecker, series: pd.Series) -> Any:
+    """Positions whose values the checker must see: any that could fail or warn. The others pass as they are.
+
+    A vectorised pre-screen, deliberately wider than the checker's rules (a null, a
+    non-finite or out-of-range number, an unseen category, any value of an unexpected
+    dtype is a suspect), so that the checker alone decides and words every problem.
+    """
+    import numpy as np
+    import pandas as pd
+
+    everything = np.ones(len(series), dtype=bool)
+    if checker.family in ("integer", "float"):
+        if series.dtype.kind not in "iuf":
+            return everything
+        x = series.to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(x)
+            if checker.family == "integer":
+                bad |= (x != np.floor(x)) | (np.abs(x) >= 2.0**63)
+            if checker.allowed_numbers is not None:
+                bad |= ~np.isin(x, list(checker.allowed_numbers))
+            for low, high in ((checker.low, checker.high), (checker.seen_low, checker.seen_high)):
+                if low is not None:
+                    bad |= x < low
+                if high is not None:
+                    bad |= x > high
+        return bad
+    if checker.family == "bool":
+        return everything if series.dtype.kind != "b" else np.zeros(len(series), dtype=bool)
+    if checker.family == "text" and pd.api.types.is_string_dtype(series):
+        bad = series.isna().to_numpy(copy=True)
+        for allowed in (checker.allowed_set, checker.seen_categories):
+            if allowed is not None:
+                bad |= ~series.isin(allowed).to_numpy()
+        return bad
+    return everything
+
+
+def _report_column_type(checker: _ColumnChecker, series: pd.Series, problems: _Messages) -> None:
+    """A typed column (Parquet) of the wrong kind fails every row the same way: say it once, for the column."""
+    import pandas as pd
+
+    if not series.notna().any():
+        return  # all null: the row checks say whether nulls are allowed
+    numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    if checker.family in ("integer", "float") and pd.api.types.is_string_dtype(series):
+        problems.add(f"{checker.name}: expected numbers, the column holds text ({series.dtype})")
+    elif checker.family == "text" and numeric:
+        problems.add(f"{checker.name}: expected strings, the column holds numbers ({series.dtype})")
+
+
+def check_frame(
+    frame: pd.DataFrame, schema: dict[str, Any] | SchemaChecker, *, first_row: int = 1, text: bool = False
+) -> CheckedFrame:
+    """Check every row of ``frame`` (a batch, not a request) against ``schema`` with the server's own rules.
+
+    Messages name rows by their number, ``first_row`` for the first
+    (``row 12: hour=77 is outside [0, 23]``). With ``text=True`` the values are CSV cells:
+    numbers and booleans written as text are parsed first, and what does not parse is
+    reported, as in a request. Never raises for bad values.
+    """
+    compiled = schema if isinstance(schema, SchemaChecker) else SchemaChecker(schema)
+    checkers = compiled.columns
+    problems = _Messages("errors")
+    _report_columns({str(name) for name in frame.columns}, compiled.known, compiled.target, "", problems)
+    if not text and not problems:
+        for checker in checkers:
+            _report_column_type(checker, frame[checker.name], problems)
+    if problems:
+        return CheckedFrame(None, column_errors=problems.as_list())
+    errors = _RowMessages()
+    warnings = _Messages("warnings")
+    values: dict[str, list[Any]] = {}
+    for checker in checkers:
+        series = frame[checker.name].reset_index(drop=True)
+        if text:
+            series = _parse_text(checker, series)
+        column = series.tolist()
+        for index in _suspects(checker, series).nonzero()[0].tolist():
+            errors.row = index
+            column[index] = checker.check(column[index], f"row {first_row + index}: ", errors, warnings)
+        values[checker.name] = column
+    keep = [index for index in range(len(frame)) if index not in errors.by_row]
+    result = CheckedFrame(None, rejected=errors.by_row, warnings=warnings.as_list(),
+                          warning_count=len(warnings.items) + warnings.dropped)
+    if keep:
+        accepted = values if len(keep) == len(frame) else {
+            name: [column[index] for index in keep] for name, column in values.items()
+        }
+        result.frame = compiled.build_frame(accepted).set_axis(keep)
+    return result

@@ -1,14 +1,122 @@
-"""Running the model server as a process: what ``mlops-airflow serve NAME`` starts."""
+"""Running the model server as a process: what ``mlops-airflow serve NAME`` starts.
+
+With one worker the app is built in this process. With ``workers > 1`` uvicorn starts
+fresh worker processes that build it from :func:`app_from_env` (an import string is the
+only way uvicorn can hand an app to a new process); the settings travel as JSON in an
+environment variable, and Prometheus metrics go through a multiprocess directory so that
+``/metrics`` counts every worker whichever one answers.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import TYPE_CHECKING, Any
 
-from mlops_airflow.registry.registry import ModelRegistry, check_name
+from mlops_airflow.exceptions import ConfigError
+from mlops_airflow.registry.registry import check_name
+from mlops_airflow.serving.config import CONFIG_ENV, ServerConfig
 from mlops_airflow.storage import open_store
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from mlops_airflow.persistence import SkewPolicy
+
+#: The import string uvicorn's workers build the app from.
+APP_FACTORY = "mlops_airflow.serving.server:app_from_env"
+
+
+def build_app(config: ServerConfig, *, s3_client: Any | None = None) -> FastAPI:
+    """The app ``config`` describes: registry, metrics, prediction logger and auth wired together."""
+    from mlops_airflow.registry.backend import open_registry
+    from mlops_airflow.serving.app import create_app
+    from mlops_airflow.serving.metrics import ServerMetrics
+
+    registry = open_registry(config.registry_uri, s3_client=s3_client)
+    metrics = ServerMetrics()
+    logger = None
+    if config.log_sample_rate > 0:
+        from mlops_airflow.serving.logs import PredictionLogger
+
+        store = open_store(config.log_uri, s3_client=s3_client) if config.log_uri else registry.store
+        logger = PredictionLogger(
+            store,
+            config.model_name,
+            sample_rate=config.log_sample_rate,
+            flush_rows=config.log_flush_rows,
+            flush_seconds=config.log_flush_seconds,
+            metrics=metrics,
+        )
+    return create_app(
+        registry,
+        config.model_name,
+        config.alias,
+        poll_interval=config.poll_interval,
+        skew_policy=config.skew_policy,
+        max_rows=config.max_rows,
+        version=config.version,
+        expect_sha256=config.expect_sha256,
+        token=config.token(),
+        max_body_bytes=config.max_body_bytes,
+        public_metrics=config.public_metrics,
+        metrics=metrics,
+        prediction_logger=logger,
+    )
+
+
+def app_from_env() -> FastAPI:
+    """The app for one uvicorn worker, from the settings the parent process put in the environment."""
+    return build_app(ServerConfig.from_env())
+
+
+def run(config: ServerConfig, *, s3_client: Any | None = None) -> None:
+    """Serve as ``config`` says until interrupted (blocks). ``s3_client`` needs one worker."""
+    import uvicorn
+
+    if s3_client is not None and config.workers != 1:
+        raise ConfigError("an injected s3_client cannot reach other worker processes: use workers=1")
+    config.token()  # a missing or empty token file fails here, once, not in every worker
+    limit_threads(config.threads)
+    common: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "log_level": config.log_level,
+        "log_config": _log_config(config.log_level),
+        "access_log": False,  # one line per prediction is a log flood; /metrics counts them instead
+    }
+    if config.workers == 1:
+        uvicorn.run(build_app(config, s3_client=s3_client), workers=1, **common)
+        return
+    made_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        made_dir = tempfile.mkdtemp(prefix="mlops-airflow-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made_dir
+    os.environ[CONFIG_ENV] = config.to_env()
+    try:
+        uvicorn.run(APP_FACTORY, factory=True, workers=config.workers, **common)
+    finally:
+        if made_dir is not None:
+            shutil.rmtree(made_dir, ignore_errors=True)
+
+
+#: The variables native thread pools read when they start (scikit-learn's OpenMP, numpy's BLAS).
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_threads(threads: int) -> None:
+    """Size the native thread pools of this process and of the workers it starts.
+
+    Environment variables, read when the libraries load (they have not yet: the model is
+    loaded later), and threadpoolctl for any pool already running (a server started in
+    a process that has used numpy or scikit-learn before).
+    """
+    for variable in THREAD_ENV:
+        os.environ[variable] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
 
 
 def serve(
@@ -22,24 +130,30 @@ def serve(
     s3_client: Any | None = None,
     skew_policy: SkewPolicy = "warn",
     log_level: str = "info",
+    **settings: Any,
 ) -> None:
     """Serve ``model_name@alias`` from the registry at ``registry_uri`` until interrupted.
 
     Blocks. Starts even if the model or alias does not exist yet: ``/ready`` answers 503
     until the alias appears, then the server loads it and follows it as it moves. Raises
-    ``ConfigError`` for an invalid model or alias name.
+    ``ConfigError`` for an invalid model or alias name or setting. ``settings`` are the
+    other fields of :class:`~mlops_airflow.serving.config.ServerConfig` (``version``,
+    ``workers``, ``token_file``, ...); ``s3_client`` only works with one worker.
     """
-    import uvicorn
-
-    from mlops_airflow.serving.app import create_app
-
     check_name(model_name)
     check_name(alias, "alias")
-    registry = ModelRegistry(open_store(registry_uri, s3_client=s3_client))
-    app = create_app(registry, model_name, alias, poll_interval=poll_interval, skew_policy=skew_policy)
-    # One worker: the loaded model lives in this process, and a second worker would poll and
-    # load it again for nothing. Scale out with more processes behind a load balancer.
-    uvicorn.run(app, host=host, port=port, workers=1, log_level=log_level, log_config=_log_config(log_level))
+    config = ServerConfig(
+        registry_uri=registry_uri,
+        model_name=model_name,
+        alias=alias,
+        host=host,
+        port=port,
+        poll_interval=poll_interval,
+        skew_policy=skew_policy,
+        log_level=log_level,
+        **settings,
+    )
+    run(config, s3_client=s3_client)
 
 
 def _log_config(log_level: str) -> dict[str, Any]:

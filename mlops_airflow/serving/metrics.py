@@ -1,0 +1,132 @@
+"""The server's Prometheus metrics (``GET /metrics``); the names are a contract other tools read.
+
+    mlops_requests_total{endpoint,status}                 counter
+    mlops_request_errors_total{kind}                      counter: validation, auth, too_large, not_ready,
+                                                          model (the model refused the rows), internal
+    mlops_request_latency_seconds{endpoint}               histogram
+    mlops_model_info{model_name,alias,version,sha256}     gauge, 1 for the model loaded
+    mlops_predictions_total{model_version,label}          counter (classifiers)
+    mlops_prediction_value{model_version}                 histogram (regressors)
+    mlops_observed_range_warnings_total{field}            counter: values outside what training saw
+    mlops_model_swaps_total, mlops_model_refusals_total   counters
+    mlops_prediction_log_rows_total{outcome}              counter: written, dropped, failed
+
+With several uvicorn workers each worker is its own process: prometheus_client's
+multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by ``serve`` before the workers
+start) sums counters and histograms over the workers, and ``mlops_model_info`` shows a
+version as 1 while any live worker serves it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from mlops_airflow.serving.loading import LoadedModel
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+#: Endpoints named in labels; anything else is "other" so a scanner cannot blow up the label set.
+ENDPOINTS = frozenset({"/predict", "/health", "/ready", "/metadata", "/metrics"})
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: A regressor's output may be on any scale: decades either side of zero. (With buckets below zero
+#: prometheus_client exposes no _sum, as OpenMetrics asks; _count and the buckets remain.)
+_VALUE_BUCKETS = tuple(sorted({sign * 10.0**power for sign in (-1, 1) for power in range(-2, 7)} | {0.0}))
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+class ServerMetrics:
+    """The metrics of one server app, in a registry of their own (several apps may share a process in tests)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("mlops_requests", "HTTP requests answered", ["endpoint", "status"], registry=r)
+        self.errors = Counter("mlops_request_errors", "Requests refused or failed, by kind", ["kind"], registry=r)
+        self.latency = Histogram(
+            "mlops_request_latency_seconds", "Time to answer a request", ["endpoint"], buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "mlops_model_info", "1 for the model version being served", ["model_name", "alias", "version", "sha256"],
+            multiprocess_mode="livemax", registry=r,
+        )
+        self.predictions = Counter(
+            "mlops_predictions", "Predicted labels (classifiers)", ["model_version", "label"], registry=r
+        )
+        self.prediction_value = Histogram(
+            "mlops_prediction_value", "Predicted values (regressors)", ["model_version"], buckets=_VALUE_BUCKETS,
+            registry=r,
+        )
+        self.observed_warnings = Counter(
+            "mlops_observed_range_warnings", "Accepted values outside what training observed", ["field"], registry=r
+        )
+        self.swaps = Counter("mlops_model_swaps", "Times a model version took over serving (first load included)",
+                             registry=r)
+        self.refusals = Counter("mlops_model_refusals", "Model versions refused at load", registry=r)
+        self.log_rows = Counter("mlops_prediction_log_rows", "Prediction log rows, by outcome", ["outcome"], registry=r)
+
+    # -- recording -----------------------------------------------------------------
+    def request(self, path: str, status: int, seconds: float) -> None:
+        endpoint = path if path in ENDPOINTS else "other"
+        self.requests.labels(endpoint, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+
+    def error(self, kind: str) -> None:
+        self.errors.labels(kind).inc()
+
+    def swapped(self, old: LoadedModel | None, new: LoadedModel, alias: str) -> None:
+        if old is not None:
+            self.model_info.labels(old.model_name, alias, str(old.version), old.sha256).set(0)
+        self.model_info.labels(new.model_name, alias, str(new.version), new.sha256).set(1)
+        self.swaps.inc()
+
+    def refused(self) -> None:
+        self.refusals.inc()
+
+    def warned(self, fields: dict[str, int]) -> None:
+        for name, count in fields.items():
+            self.observed_warnings.labels(name).inc(count)
+
+    def predicted(self, loaded: LoadedModel, predictions: list[Any]) -> None:
+        version = str(loaded.version)
+        if loaded.is_classifier:
+            counts: dict[str, int] = {}
+            for label in predictions:
+                key = str(label)
+                counts[key] = counts.get(key, 0) + 1
+            for label, count in counts.items():
+                self.predictions.labels(version, label).inc(count)
+            return
+        histogram = self.prediction_value.labels(version)
+        for value in predictions:
+            if value is not None:  # a non-finite prediction is answered as null
+                histogram.observe(value)
+
+    # -- exposition ----------------------------------------------------------------
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition and its content type: over all workers in multiprocess mode."""
+        path = multiprocess_dir()
+        if path is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def worker_exited(pid: int) -> None:
+    """Drop a dead worker's live gauges (multiprocess mode), so it stops reporting a model it no longer serves."""
+    if multiprocess_dir() is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

@@ -1,0 +1,176 @@
+"""What every request passes before an endpoint sees it: bearer-token auth, the body size limit, metrics.
+
+A plain ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which costs a task and a
+stream per request on the hot path). In order:
+
+1. auth, when a token is configured: ``Authorization: Bearer <token>`` compared in constant
+   time; ``/health`` and ``/ready`` stay open for probes (they reveal only whether and which
+   version is loaded), ``/metrics`` too when asked; else 401 with ``WWW-Authenticate``.
+   The token is never logged nor echoed.
+2. the body limit: a ``Content-Length`` over the limit is refused before reading, and a
+   body without one (chunked) is counted while it is read and refused as soon as it
+   passes the limit: 413, the connection closed. The body read is handed on to the app.
+3. ``mlops_requests_total`` and ``mlops_request_latency_seconds`` for every answer.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, MutableMapping
+
+    from mlops_airflow.serving.metrics import ServerMetrics
+
+    Scope = MutableMapping[str, Any]
+    Message = MutableMapping[str, Any]
+    Receive = Callable[[], Awaitable[Message]]
+    Send = Callable[[Message], Awaitable[None]]
+    ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Paths answered without a token: what load balancers and Kubernetes probes call.
+OPEN_PATHS = frozenset({"/health", "/ready"})
+_REALM = b'Bearer realm="mlops-airflow"'
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+def bearer_token(scope: Scope) -> bytes | None:
+    """The token of an ``Authorization: Bearer ...`` header, or None."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                return bytes(token.strip())
+            return None
+    return None
+
+
+class GuardMiddleware:
+    """Auth, body limit and request metrics around the app (see the module docstring)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: ServerMetrics,
+        token: str | None = None,
+        max_body_bytes: int,
+        public_metrics: bool = False,
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._token = token.encode() if token else None
+        self.max_body_bytes = max_body_bytes
+        self.open_paths = OPEN_PATHS | ({"/metrics"} if public_metrics else set())
+
+    def __repr__(self) -> str:  # never show the token, even in a debugger or a log line
+        return f"GuardMiddleware(auth={'on' if self._token else 'off'}, max_body_bytes={self.max_body_bytes})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_recording(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            if self._token is not None and scope["path"] not in self.open_paths:
+                refusal = self._refuse_auth(scope)
+                if refusal is not None:
+                    self.metrics.error("auth")
+                    await send_json(send_recording, 401, {"detail": refusal[0]}, [(b"www-authenticate", refusal[1])])
+                    return
+            if scope["method"] in ("POST", "PUT", "PATCH"):
+                try:
+                    body = await self._read_body(scope, receive)
+                except _TooLarge:
+                    self.metrics.error("too_large")
+                    detail = f"request body is larger than the limit of {self.max_body_bytes} bytes"
+                    await send_json(send_recording, 413, {"detail": detail}, [(b"connection", b"close")])
+                    return
+                except _Disconnected:
+                    status = 499  # nginx's "client closed request": nothing was answered
+                    return
+                receive = _replay(body, receive)
+            await self.app(scope, receive, send_recording)
+        finally:
+            self.metrics.request(scope["path"], status, time.perf_counter() - started)
+
+    def _refuse_auth(self, scope: Scope) -> tuple[str, bytes] | None:
+        assert self._token is not None
+        given = bearer_token(scope)
+        if given is None:
+            return "this server needs a bearer token: send 'Authorization: Bearer <token>'", _REALM
+        if not hmac.compare_digest(given, self._token):
+            return "the bearer token is not valid", _REALM + b', error="invalid_token"'
+        return None
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.max_body_bytes
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    if int(value) > limit:
+                        raise _TooLarge
+                except ValueError:
+                    pass  # the HTTP server rejects a malformed length itself
+                break
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read, then waits on the real one (disconnects)."""
+    done = False
+
+    async def replay() -> Message:
+        nonlocal done
+        if not done:
+            done = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,194 @@
+"""Predicting on checked rows: what the server answers, computed once per batch of requests.
+
+``predict_rows`` gives exactly what ``model.predict`` (and ``model.predict_proba`` for a
+classifier) give, without doing the same work twice. :class:`MicroBatcher` gathers the
+requests that arrive while the model is busy and predicts them with one call: for a
+scikit-learn pipeline the fixed cost of a call (pandas column selection, input checks in
+every step) dwarfs the per-row cost, so under concurrent load one call for eight rows
+costs about what one call for one row does. Nothing waits to fill a batch: an idle
+server predicts each request as it comes; a batch is whatever queued up meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from mlops_airflow.serving.loading import LoadedModel
+    from mlops_airflow.serving.requests import ParsedRows
+
+log = logging.getLogger(__name__)
+
+#: Requests are batched up to this many rows; a bigger request is predicted on its own.
+DEFAULT_BATCH_ROWS = 256
+
+
+def json_number(value: Any) -> Any:
+    # JSON has no NaN or Infinity: a model that produces one answers null for that row
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _final_step(model: Any) -> tuple[list[Any], Any]:
+    """A scikit-learn Pipeline's transforms and final estimator; ``([], model)`` for anything else."""
+    steps = getattr(model, "steps", None)
+    if type(model).__name__ != "Pipeline" or not isinstance(steps, list) or len(steps) < 2:
+        return [], model
+    return [step for _, step in steps[:-1] if step is not None and step != "passthrough"], steps[-1][1]
+
+
+def _predict_is_argmax_of_proba(estimator: Any) -> bool:
+    """Whether ``estimator.predict(X)`` is, by its own code, ``classes_[argmax(predict_proba(X))]``."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble._forest import ForestClassifier
+
+    predict = getattr(type(estimator), "predict", None)
+    if predict is HistGradientBoostingClassifier.predict:
+        return True
+    return predict is ForestClassifier.predict and getattr(estimator, "n_outputs_", 0) == 1
+
+
+def predict_rows(loaded: LoadedModel, frame: Any) -> dict[str, Any]:
+    """Predictions (and, for a classifier, probabilities) exactly as ``model.predict`` / ``predict_proba`` give.
+
+    For a Pipeline the transforms run once for both answers (``Pipeline.predict`` is those
+    transforms then the final step's ``predict``, and the same holds for ``predict_proba``);
+    for estimators whose ``predict`` is itself the arg-max of ``predict_proba`` (forests,
+    histogram boosting) the labels are taken from the probabilities instead of computing them twice.
+    """
+    import numpy as np
+
+    model = loaded.model
+    wants_proba = loaded.is_classifier and hasattr(model, "predict_proba")
+    transforms, final = _final_step(model) if wants_proba else ([], model)
+    rows = frame
+    for transform in transforms:
+        rows = transform.transform(rows)
+    if not wants_proba:
+        predictions = np.asarray(model.predict(frame))
+        return {"predictions": [json_number(value) for value in predictions.tolist()]}
+    probabilities = np.asarray(final.predict_proba(rows))
+    if _predict_is_argmax_of_proba(final):
+        predictions = final.classes_.take(np.argmax(probabilities, axis=1), axis=0)
+    else:
+        predictions = np.asarray(final.predict(rows))
+    return {
+        "predictions": [json_number(value) for value in predictions.tolist()],
+        "probabilities": [[json_number(p) for p in row] for row in probabilities.tolist()],
+        "classes": loaded.classes,
+    }
+
+
+
+class _Job:
+    __slots__ = ("loaded", "parsed", "future", "loop")
+
+    def __init__(self, loaded: LoadedModel, parsed: ParsedRows, future: asyncio.Future[Any],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.loaded, self.parsed, self.future, self.loop = loaded, parsed, future, loop
+
+
+def _settle(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():  # a client that went away cancelled its future
+        future.set_result(result)
+
+
+class MicroBatcher:
+    """One thread that predicts queued requests, several at a time when several are waiting.
+
+    :meth:`predict` returns the request's own part of the answer (the dict
+    :func:`predict_rows` gives), or the exception predicting it raised: a batch that fails
+    is predicted again request by request, so that only the request at fault gets the error.
+    Requests for different model versions (during a swap) are never mixed in one batch.
+    """
+
+    def __init__(self, max_rows: int = DEFAULT_BATCH_ROWS) -> None:
+        self.max_rows = max_rows
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mlops-predict", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Answer what is queued, then stop."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    async def predict(self, loaded: LoadedModel, parsed: ParsedRows) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Job(loaded, parsed, future, loop))
+        return await future
+
+    def _run(self) -> None:
+        carried: _Job | None = None
+        while True:
+            job = carried if carried is not None else self._queue.get()
+            carried = None
+            if job is None:
+                return
+            batch, rows = [job], job.parsed.rows
+            while rows < self.max_rows:
+                try:
+                    following = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if following is None or following.loaded is not job.loaded or rows + following.parsed.rows > self.max_rows:
+                    carried = following  # the next batch starts with it (or it is the stop signal)
+                    if following is None:
+                        self._queue.put(None)  # stop after this batch
+                        carried = None
+                    break
+                batch.append(following)
+                rows += following.parsed.rows
+            for item, result in zip(batch, self._predict_batch(batch), strict=True):
+                item.loop.call_soon_threadsafe(_settle, item.future, result)
+
+    def _predict_batch(self, batch: list[_Job]) -> list[Any]:
+        if len(batch) == 1:
+            return [_predict_one(batch[0])]
+        loaded = batch[0].loaded
+        names = list(batch[0].parsed.values or {})
+        merged: dict[str, list[Any]] = {name: [] for name in names}
+        for item in batch:
+            for name in names:
+                merged[name].extend((item.parsed.values or {})[name])
+        try:
+            body = predict_rows(loaded, loaded.request_checker.build_frame(merged))
+        except Exception:  # which request is at fault? predict them one by one
+            return [_predict_one(item) for item in batch]
+        results, start = [], 0
+        for item in batch:
+            end = start + item.parsed.rows
+            part = {"predictions": body["predictions"][start:end]}
+            if "probabilities" in body:
+                part["probabilities"] = body["probabilities"][start:end]
+                part["classes"] = body["classes"]
+            results.append(part)
+            start = end
+        return results
+
+
+def _predict_one(job: _Job) -> Any:
+    return predict_parsed(job.loaded, job.parsed)
+
+
+def predict_parsed(loaded: LoadedModel, parsed: ParsedRows) -> Any:
+    """:func:`predict_rows` on one checked request; the exception instead if it raises."""
+    try:
+        return predict_rows(loaded, loaded.request_checker.build_frame(parsed.values or {}))
+    except Exception as exc:  # handed to the request, which turns it into its answer
+        return exc

@@ -1,0 +1,183 @@
+"""The server's prediction shortcut gives exactly what model.predict and model.predict_proba give."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlops_airflow.serving.loading import LoadedModel
+from mlops_airflow.serving.predict import _predict_is_argmax_of_proba, predict_rows
+
+
+def estimators() -> list[Any]:
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC
+
+    return [
+        HistGradientBoostingClassifier(max_iter=20, random_state=0),
+        RandomForestClassifier(n_estimators=10, random_state=0),
+        LogisticRegression(max_iter=500),
+        SVC(probability=True, random_state=0),  # its predict is NOT the arg-max of its probabilities
+    ]
+
+
+@pytest.mark.parametrize("estimator", estimators(), ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("labels", [["no", "yes"], [0, 1, 2]], ids=["binary-text", "multiclass-int"])
+def test_same_answers_as_the_model_itself(estimator: Any, labels: list[Any], models: Any) -> None:
+    frame = models.frame.drop(columns=["tipped"])
+    y = np.array([labels[i % len(labels)] for i in range(len(frame))])
+    y[(frame["hour"] > 12).to_numpy()] = labels[-1]
+    pipeline = models.fit()
+    pipeline.steps[-1] = ("clf", estimator)
+    pipeline.fit(frame, y)
+    loaded = LoadedModel(pipeline, {"model_name": "m", "version": 1, "sha256": "x", "task_type": "multiclass"}, "now")
+    body = predict_rows(loaded, frame.fillna({"passengers": 2}))
+    expected_rows = frame.fillna({"passengers": 2})
+    assert body["predictions"] == pipeline.predict(expected_rows).tolist()
+    assert np.array_equal(np.array(body["probabilities"]), pipeline.predict_proba(expected_rows))
+    assert body["classes"] == list(pipeline.classes_)
+
+
+def test_only_forests_and_histogram_boosting_take_labels_from_probabilities() -> None:
+    X, y = np.arange(20.0).reshape(10, 2), np.array([0, 1] * 5)
+    taken = {type(e).__name__: _predict_is_argmax_of_proba(e.fit(X, y)) for e in estimators()}
+    assert taken == {"HistGradientBoostingClassifier": True, "RandomForestClassifier": True,
+                     "LogisticRegression": False, "SVC": False}
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    class Custom(RandomForestClassifier):
+        def predict(self, X: Any) -> Any:  # an override must be honoured, not bypassed
+            return super().predict(X)
+
+    assert not _predict_is_argmax_of_proba(Custom(n_estimators=2).fit(X, y))
+
+
+def run_queued(batcher: Any, loaded: Any, bodies: list[dict[str, Any]]) -> list[Any]:
+    """Queue every request before the batcher's thread starts, so that they meet in one batch."""
+    import asyncio
+
+    from mlops_airflow.serving.requests import parse_rows
+
+    async def main() -> list[Any]:
+        tasks = []
+        for body in bodies:
+            parsed = parse_rows(body, loaded.request_checker, frame=False)
+            assert parsed.ok, parsed.errors
+            tasks.append(asyncio.ensure_future(batcher.predict(loaded, parsed)))
+        await asyncio.sleep(0.05)  # every task has queued its job
+        batcher.start()
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            batcher.stop()
+
+    return asyncio.run(main())
+
+
+GOOD = {"hour": 7, "passengers": 2, "fare": 12.5, "payment_type": "card"}
+
+
+def test_queued_requests_are_predicted_in_one_call_each_getting_its_own_rows(models: Any) -> None:
+    from mlops_airflow.serving.predict import MicroBatcher
+
+    pipeline = models.fit()
+    calls: list[int] = []
+    final = pipeline.steps[-1][1]
+    original = final.predict_proba
+    final.predict_proba = lambda X: calls.append(len(X)) or original(X)
+    loaded = LoadedModel(pipeline, {"model_name": "m", "version": 1, "sha256": "x", "task_type": "binary",
+                                    "feature_schema": _schema(models)}, "now")
+    bodies = [{"row": {**GOOD, "hour": hour}} for hour in range(5)] + [{"rows": [{**GOOD, "hour": 20}, GOOD]}]
+    answers = run_queued(MicroBatcher(), loaded, bodies)
+    assert calls == [7]  # one call for the seven rows of six requests
+    import pandas as pd
+
+    for body, answer in zip(bodies, answers, strict=True):
+        rows = pd.DataFrame(body.get("rows") or [body["row"]]).astype({"passengers": "Int64"})
+        assert answer["predictions"] == pipeline.predict(rows).tolist()
+        assert np.allclose(answer["probabilities"], original(pipeline[:-1].transform(rows)))
+
+
+def _schema(models: Any) -> dict[str, Any]:
+    from mlops_airflow.data.schema import feature_schema
+
+    return feature_schema(models.frame, target="tipped")
+
+
+def test_a_request_the_model_rejects_fails_alone(models: Any) -> None:
+    from sklearn.preprocessing import OneHotEncoder
+
+    from mlops_airflow.serving.predict import MicroBatcher
+
+    pipeline = models.fit()
+    pipeline.set_params(pre__cat=OneHotEncoder(handle_unknown="error"))
+    pipeline.fit(models.frame.drop(columns=["tipped"]), models.frame["tipped"])
+    schema = _schema(models)
+    schema["columns"][3]["observed"]["distinct"] = 999  # no "unseen category" warning path: let it through
+    loaded = LoadedModel(pipeline, {"model_name": "m", "version": 1, "sha256": "x", "task_type": "binary",
+                                    "feature_schema": schema}, "now")
+    bodies = [{"row": GOOD}, {"row": {**GOOD, "payment_type": "voucher"}}, {"row": {**GOOD, "hour": 3}}]
+    answers = run_queued(MicroBatcher(), loaded, bodies)
+    assert isinstance(answers[1], ValueError) and "unknown categories" in str(answers[1])
+    assert isinstance(answers[0], dict) and isinstance(answers[2], dict)
+    assert len(answers[0]["predictions"]) == 1 and len(answers[2]["predictions"]) == 1
+
+
+def test_versions_are_never_mixed_in_a_batch(models: Any) -> None:
+    from mlops_airflow.serving.predict import MicroBatcher
+
+    first, second = models.fit(C=1.0), models.fit(C=0.01)
+    calls: list[str] = []
+    loaded = []
+    for name, pipeline in (("v1", first), ("v2", second)):
+        final = pipeline.steps[-1][1]
+        original = final.predict_proba
+        final.predict_proba = lambda X, o=original, n=name: calls.append(n) or o(X)
+        loaded.append(LoadedModel(pipeline, {"model_name": "m", "version": 1, "sha256": "x", "task_type": "binary",
+                                             "feature_schema": _schema(models)}, "now"))
+    import asyncio
+
+    from mlops_airflow.serving.requests import parse_rows
+
+    batcher = MicroBatcher()
+
+    async def main() -> list[Any]:
+        tasks = [asyncio.ensure_future(batcher.predict(model, parse_rows({"row": GOOD}, model.request_checker,
+                                                                         frame=False)))
+                 for model in (loaded[0], loaded[0], loaded[1], loaded[1], loaded[0])]
+        await asyncio.sleep(0.05)
+        batcher.start()
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            batcher.stop()
+
+    answers = asyncio.run(main())
+    assert calls == ["v1", "v2", "v1"]
+    assert all(isinstance(answer, dict) for answer in answers)
+
+
+def test_a_big_request_is_predicted_whole_off_the_event_loop(models: Any, eventually: Any) -> None:
+    import pandas as pd
+    from fastapi.testclient import TestClient
+
+    from mlops_airflow.serving.app import _INLINE_BODY_BYTES, create_app
+
+    models.register()
+    models.promote(1)
+    rows = [{**GOOD, "hour": i % 24, "fare": 5.0 + i % 18} for i in range(1500)]
+    body = json.dumps({"rows": rows}).encode()
+    assert len(body) > _INLINE_BODY_BYTES
+    with TestClient(create_app(models.registry, "taxi", poll_interval=0.02)) as client:
+        eventually(lambda: client.get("/ready").status_code == 200)
+        answer = client.post("/predict", content=body, headers={"content-type": "application/json"})
+        model = client.app.state.slot.current.model  # type: ignore[attr-defined]
+    assert answer.status_code == 200
+    frame = pd.DataFrame(rows).astype({"passengers": "Int64"})
+    assert answer.json()["predictions"] == model.predict(frame).tolist()
+    assert np.allclose(answer.json()["probabilities"], model.predict_proba(frame))
