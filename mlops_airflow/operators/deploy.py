@@ -7,18 +7,23 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from mlops_airflow.operators.base import MlopsBaseOperator
+from mlops_airflow.operators.links import ModelVersionLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from mlops_airflow.pipeline.deploy import ServingTarget
 
-Target = Literal["local", "none"]
+Target = Literal["local", "none", "kubernetes"]
+#: Arguments of :class:`~mlops_airflow.deploy.kubernetes.KubernetesSettings` that ``kubernetes_options`` may set.
+KUBERNETES_OPTIONS = ("name", "registry_uri", "template_dir", "env", "env_secret", "resources", "service_type",
+                      "service_port", "base_url", "ready_timeout", "poll_interval")
 
 
-def check_target(target: str) -> None:
-    if target not in ("local", "none"):
-        raise ValueError(f"target must be 'local' or 'none', got {target!r}")
+def check_target(target: str, allowed: tuple[str, ...] = ("local", "none")) -> None:
+    if target not in allowed:
+        names = [repr(name) for name in allowed]
+        raise ValueError(f"target must be {', '.join(names[:-1])} or {names[-1]}, got {target!r}")
 
 
 def serving_target(target: Target, server_url: str | None, timeout: float) -> ServingTarget | None:
@@ -37,14 +42,29 @@ class DeployModelOperator(MlopsBaseOperator):
     :param model_name: the model (templated).
     :param version: from :class:`RegisterModelOperator` (templated).
     :param verdict_uri: from :class:`EvaluateModelOperator` (templated).
-    :param target: ``local`` (the ``mlops-airflow serve`` model server) or ``none`` (move the alias only).
+    :param target: ``local`` (the ``mlops-airflow serve`` model server), ``kubernetes`` (a Deployment
+        behind a Service, see :mod:`mlops_airflow.deploy.kubernetes`) or ``none`` (move the alias only).
     :param server_url: the local server's URL; default from settings (templated).
     :param alias: the alias that names what is live.
-    :param wait_timeout: seconds to wait for the server to report the new version.
+    :param wait_timeout: seconds to wait for the local server to report the new version.
+    :param kubernetes_conn_id: the provider's Kubernetes connection (kube_config / in_cluster, namespace).
+    :param namespace: where the server runs; default the connection's namespace, else ``default`` (templated).
+    :param image: the model server image; default ``mlops-airflow-server:<version>`` (templated).
+    :param replicas: replicas of the main Deployment.
+    :param canary: a canary policy (``share``, ``window`` seconds, ``max_error_rate``,
+        ``max_p99_seconds``, ``min_requests``, ``client_errors``); None rolls out directly.
+    :param rollout_timeout: seconds each rollout may take before it is rolled back.
+    :param kubernetes_options: further settings: ``name``, ``registry_uri`` (as the pods reach it),
+        ``template_dir``, ``env``, ``env_secret``, ``resources``, ``service_type``, ``service_port``,
+        ``base_url``, ``ready_timeout``, ``poll_interval``.
     """
 
-    template_fields: Sequence[str] = ("registry_uri", "model_name", "version", "verdict_uri", "server_url")
+    template_fields: Sequence[str] = ("registry_uri", "model_name", "version", "verdict_uri", "server_url",
+                                      "namespace", "image")
+    operator_extra_links = (ModelVersionLink(),)
     default_timeout = timedelta(minutes=15)
+    #: The version being deployed, once known; the extra link opens its page.
+    model_version: int | None = None
 
     def __init__(
         self,
@@ -56,9 +76,28 @@ class DeployModelOperator(MlopsBaseOperator):
         server_url: str | None = None,
         alias: str = "champion",
         wait_timeout: float = 60.0,
+        kubernetes_conn_id: str = "kubernetes_default",
+        namespace: str | None = None,
+        image: str | None = None,
+        replicas: int = 2,
+        canary: dict[str, Any] | None = None,
+        rollout_timeout: float = 600.0,
+        kubernetes_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        check_target(target)
+        check_target(target, ("local", "none", "kubernetes"))
+        if target != "kubernetes" and (canary or kubernetes_options):
+            raise ValueError(f"canary and kubernetes_options need target='kubernetes', got target={target!r}")
+        if target == "kubernetes":
+            from mlops_airflow.deploy.kubernetes import CanaryPolicy, check_number
+
+            check_number("replicas", replicas, low=1, integer=True)
+            check_number("rollout_timeout", rollout_timeout, low=0, low_open=True)
+            if canary is not None:
+                CanaryPolicy.from_mapping(canary)
+            unknown = sorted(set(kubernetes_options or {}) - set(KUBERNETES_OPTIONS))
+            if unknown:
+                raise ValueError(f"kubernetes_options has unknown keys {unknown}; known: {list(KUBERNETES_OPTIONS)}")
         super().__init__(**kwargs)
         self.model_name = model_name
         self.version = version
@@ -67,17 +106,54 @@ class DeployModelOperator(MlopsBaseOperator):
         self.server_url = server_url
         self.alias = alias
         self.wait_timeout = wait_timeout
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.namespace = namespace
+        self.image = image
+        self.replicas = replicas
+        self.canary = canary
+        self.rollout_timeout = rollout_timeout
+        self.kubernetes_options = dict(kubernetes_options or {})
+
+    def kubernetes_target(self) -> ServingTarget:
+        """The Kubernetes target, its clients from the provider's KubernetesHook (``kubernetes_conn_id``)."""
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        from mlops_airflow.deploy.kubernetes import (
+            DEFAULT_IMAGE,
+            CanaryPolicy,
+            KubernetesSettings,
+            KubernetesTarget,
+            render,
+        )
+        from mlops_airflow.exceptions import ConfigError
+        from mlops_airflow.pipeline.deploy import smoke_rows
+
+        hook = KubernetesHook(conn_id=self.kubernetes_conn_id)
+        options = {"registry_uri": self.registry.store.uri, **self.kubernetes_options}
+        try:
+            settings = KubernetesSettings(
+                namespace=self.namespace or hook.get_namespace() or "default", image=self.image or DEFAULT_IMAGE,
+                replicas=self.replicas, rollout_timeout=self.rollout_timeout,
+                canary=CanaryPolicy.from_mapping(self.canary) if self.canary else None, **options)
+        except ValueError as exc:
+            raise ConfigError(f"Kubernetes settings: {exc}") from exc
+        render(settings, self.model_name, 0, "0" * 64)  # a broken template fails here, before the alias moves
+        registry = self.registry
+        return KubernetesTarget(apps_v1=hook.apps_v1_client, core_v1=hook.core_v1_client, settings=settings,
+                                smoke_rows=lambda name, version: smoke_rows(registry, registry.get_version(name, version)))
 
     def run(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.pipeline.deploy import run_deployment
 
         lineage = self.lineage(context)
+        self.model_version = version = int(self.version)
         result = run_deployment(
             self.registry,
             model_name=self.model_name,
-            version=int(self.version),
+            version=version,
             verdict_uri=self.verdict_uri,
-            target=serving_target(self.target, self.server_url, self.wait_timeout),
+            target=(self.kubernetes_target() if self.target == "kubernetes"
+                    else serving_target(self.target, self.server_url, self.wait_timeout)),
             by=f"{lineage['dag_id']}/{lineage['run_id']}/{lineage['task_id']}",
             alias=self.alias,
         )

@@ -68,8 +68,7 @@ def run_deployment(
                         "reason": f"re-evaluated against v{current_version}: {verdict['reason']}"}
             expected = current_version
 
-        _, holdout = split_for(manifest, frame)
-        smoke, _ = split_xy(holdout.head(SMOKE_ROWS), manifest["target"], manifest.get("drop_columns"))
+        smoke = smoke_rows(registry, manifest, frame)
         stage_model(registry, manifest, smoke)
         log.info("Staged v%s: checksum, trusted types and %d smoke rows OK", version, len(smoke))
         try:
@@ -95,6 +94,18 @@ def run_deployment(
         raise DeployError(f"v{version} did not come up on the serving target, rolled back to {back}: {exc}") from exc
     return {"promoted": True, "version": version, "previous_version": expected, "served": True,
             "server": {k: served.get(k) for k in ("model_name", "version", "loaded_at")}}
+
+
+def smoke_rows(registry: ModelRegistry, manifest: dict[str, Any], frame: Any = None) -> Any:
+    """The first rows of the version's holdout, features only: what staging and serving targets predict on.
+
+    ``frame`` is the version's dataset snapshot when the caller has it already (read otherwise).
+    """
+    if frame is None:
+        frame, _ = read_snapshot(registry.store, manifest["data"]["dataset_uri"])
+    _, holdout = split_for(manifest, frame)
+    smoke, _ = split_xy(holdout.head(SMOKE_ROWS), manifest["target"], manifest.get("drop_columns"))
+    return smoke
 
 
 def _roll_back(registry: ModelRegistry, model: str, alias: str, version: int, previous: int | None, by: str, reason: str) -> None:

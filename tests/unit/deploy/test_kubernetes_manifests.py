@@ -1,0 +1,235 @@
+"""The Kubernetes target's pure parts: manifests valid against the Kubernetes schema, settings, canary maths."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from mlops_airflow.deploy.kubernetes import (
+    SHA_ANNOTATION,
+    CanaryFigures,
+    CanaryPolicy,
+    KubernetesSettings,
+    canary_figures,
+    default_template_dir,
+    histogram_quantile,
+    judge_canary,
+    render,
+    rollout_status,
+)
+from mlops_airflow.exceptions import ConfigError, DeployError
+
+SHA = "ab" * 32
+KUBE_VERSION = "1.33"
+
+
+def settings(**overrides: Any) -> KubernetesSettings:
+    return KubernetesSettings(**{"registry_uri": "s3://models/registry", "namespace": "ml", **overrides})
+
+
+@pytest.mark.parametrize("track", ["stable", "canary"])
+def test_rendered_objects_are_valid_kubernetes_objects(track: str) -> None:
+    objects = render(settings(canary=CanaryPolicy(share=0.3), replicas=3), "Taxi Tips", 7, SHA, track=track)
+    for obj in objects.values():
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)  # raises on any schema error
+    name = "mlops-taxi-tips" if track == "stable" else "mlops-taxi-tips-canary"
+    deployment, config_map, service = objects["deployment"], objects["configmap"], objects["service"]
+    assert deployment["metadata"]["name"] == config_map["metadata"]["name"] == name
+    assert service["metadata"]["name"] == "mlops-taxi-tips"  # one Service for both tracks
+    assert deployment["spec"]["replicas"] == (3 if track == "stable" else 1)  # ceil(3 * 0.3)
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["annotations"][SHA_ANNOTATION] == SHA
+    assert pod["metadata"]["labels"]["mlops-airflow/track"] == track
+    assert deployment["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "mlops-taxi-tips",
+                                                             "mlops-airflow/track": track}
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "mlops-taxi-tips"}  # every track
+    container = pod["spec"]["containers"][0]
+    assert container["command"] + container["args"] == [
+        "mlops-airflow", "serve", "$(MLOPS_AIRFLOW_MODEL_NAME)", "--version", "$(MLOPS_AIRFLOW_MODEL_VERSION)",
+        "--expect-sha256", "$(MLOPS_AIRFLOW_MODEL_SHA256)", "--host", "0.0.0.0", "--port", "8080"]
+    assert container["envFrom"][0] == {"configMapRef": {"name": name}}
+    assert (container["readinessProbe"]["httpGet"]["path"], container["livenessProbe"]["httpGet"]["path"]) == (
+        "/ready", "/health")
+    assert config_map["data"] == {"MLOPS_AIRFLOW_MODEL_NAME": "Taxi Tips", "MLOPS_AIRFLOW_MODEL_VERSION": "7",
+                                  "MLOPS_AIRFLOW_MODEL_SHA256": SHA, "MLOPS_AIRFLOW_REGISTRY_URI": "s3://models/registry"}
+
+
+def test_settings_reach_the_objects_with_their_types() -> None:
+    objects = render(settings(image="registry.example/server:2", replicas=4, rollout_timeout=90.5,
+                              env={"AWS_ENDPOINT_URL": "http://minio:9000"}, env_secret="s3-credentials",
+                              resources={"limits": {"cpu": "1"}}, service_type="LoadBalancer", service_port=8000,
+                              name="tips"), "2024", 1, SHA)
+    for obj in objects.values():
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    deployment = objects["deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert (deployment["spec"]["replicas"], deployment["spec"]["progressDeadlineSeconds"]) == (4, 91)
+    assert container["image"] == "registry.example/server:2" and container["resources"] == {"limits": {"cpu": "1"}}
+    assert container["envFrom"][1] == {"secretRef": {"name": "s3-credentials", "optional": True}}
+    assert objects["configmap"]["data"]["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert objects["configmap"]["data"]["MLOPS_AIRFLOW_MODEL_NAME"] == "2024"  # a name stays text
+    assert objects["service"]["spec"]["type"] == "LoadBalancer" and objects["service"]["spec"]["ports"][0]["port"] == 8000
+    assert deployment["metadata"]["name"] == "tips"
+
+
+def test_a_users_template_folder_is_used_and_checked(tmp_path: Path) -> None:
+    for source in default_template_dir().glob("*.yaml"):
+        (tmp_path / source.name).write_text(source.read_text())
+    service = tmp_path / "service.yaml"
+    service.write_text(service.read_text().replace("type: ${service_type}", "type: NodePort"))
+    assert render(settings(template_dir=str(tmp_path)), "m", 1, SHA)["service"]["spec"]["type"] == "NodePort"
+
+    service.write_text(service.read_text().replace("type: NodePort", "type: ${flavour}"))
+    with pytest.raises(ConfigError, match=r"service.yaml: unknown placeholder \$\{flavour\}; known: app, "):
+        render(settings(template_dir=str(tmp_path)), "m", 1, SHA)
+    service.write_text("kind: Deployment\n")
+    with pytest.raises(ConfigError, match="service.yaml must hold one Service object, found 'Deployment'"):
+        render(settings(template_dir=str(tmp_path)), "m", 1, SHA)
+    service.unlink()
+    with pytest.raises(ConfigError, match="no service.yaml in the Kubernetes template folder"):
+        render(settings(template_dir=str(tmp_path)), "m", 1, SHA)
+
+
+def test_a_value_cannot_change_the_shape_of_a_template() -> None:
+    tricky = "m\nkind: Secret\n${image}: {"
+    config_map = render(settings(), tricky, 1, SHA)["configmap"]
+    assert config_map["kind"] == "ConfigMap" and config_map["data"]["MLOPS_AIRFLOW_MODEL_NAME"] == tricky
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"registry_uri": ""}, "registry_uri must be a registry URI"),
+        ({"namespace": "ML_team"}, "namespace must be a Kubernetes namespace name"),
+        ({"name": "x" * 57}, "name must be a DNS label of at most 56 characters"),
+        ({"image": "has space"}, "image must be a container image reference"),
+        ({"replicas": 0}, r"replicas must be >= 1, got 0"),
+        ({"replicas": True}, "replicas must be an integer"),
+        ({"rollout_timeout": 0}, r"rollout_timeout must be > 0"),
+        ({"env": {"MLOPS_AIRFLOW_MODEL_VERSION": "9"}}, "env: MLOPS_AIRFLOW_MODEL_VERSION is set by the deploy target"),
+        ({"env": {"1BAD": "x"}}, "env: '1BAD' is not a valid environment variable name"),
+        ({"env": {"PORT": 80}}, "env.PORT must be a string"),
+        ({"service_type": "ExternalName"}, "service_type must be ClusterIP, NodePort or LoadBalancer"),
+        ({"service_port": 70000}, r"service_port must be \[1, 65535\]"),
+        ({"base_url": "mlops.example"}, "base_url must be an http"),
+    ],
+)
+def test_settings_name_the_bad_field(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        settings(**overrides)
+
+
+def test_the_default_name_is_dns_safe_and_leaves_room_for_the_canary() -> None:
+    assert settings().app_name("Taxi_Tips v2!") == "mlops-taxi-tips-v2"
+    assert len(settings().app_name("x" * 200)) == 56
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"share": 0}, r"canary.share must be \(0, 1\], got 0"),
+        ({"share": 1.5}, r"canary.share must be \(0, 1\]"),
+        ({"window": -1}, r"canary.window must be >= 0"),
+        ({"max_error_rate": 2}, r"canary.max_error_rate must be \[0, 1\]"),
+        ({"max_p99_seconds": "fast"}, "canary.max_p99_seconds must be a number"),
+        ({"min_requests": 1.5}, "canary.min_requests must be an integer"),
+        ({"shares": 0.1}, r"canary has unknown keys \['shares'\]"),
+        ("25%", "canary must be a mapping"),
+    ],
+)
+def test_a_canary_policy_names_the_bad_key(value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        CanaryPolicy.from_mapping(value)
+
+
+def deployment(generation: int = 2, **status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "d", "namespace": "ml", "generation": generation}, "spec": {"replicas": 2},
+            "status": status}
+
+
+@pytest.mark.parametrize(
+    ("status", "done", "seen"),
+    [
+        ({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}, False,
+         "the controller has not yet seen generation 2 (observed 1)"),
+        ({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2}, False,
+         "1 of 2 replicas updated"),
+        ({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 2}, False,
+         "1 old replicas pending termination"),
+        ({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1}, False,
+         "1 of 2 updated replicas available"),
+        ({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}, True,
+         "2 of 2 replicas updated and available"),
+    ],
+)
+def test_rollout_status_reads_like_kubectl(status: dict[str, Any], done: bool, seen: str) -> None:
+    assert rollout_status(deployment(**status)) == (done, seen)
+
+
+def test_a_deployment_that_cannot_progress_fails_at_once() -> None:
+    stuck = deployment(observedGeneration=2, conditions=[
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"}])
+    with pytest.raises(DeployError, match="Deployment ml/d: ProgressDeadlineExceeded: timed out"):
+        rollout_status(stuck)
+    quota = deployment(observedGeneration=2, conditions=[
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "exceeded quota"}])
+    with pytest.raises(DeployError, match="FailedCreate: exceeded quota"):
+        rollout_status(quota)
+
+
+def test_histogram_quantile_matches_prometheus() -> None:
+    # 100 observations: 90 under 0.1s, 9 in (0.1, 0.5], 1 in (0.5, 1]
+    buckets = {0.1: 90, 0.5: 99, 1.0: 100, math.inf: 100}
+    assert histogram_quantile(0.99, buckets) == pytest.approx(0.5)
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.1 * 50 / 90)
+    assert histogram_quantile(0.995, buckets) == pytest.approx(0.75)
+    assert histogram_quantile(0.99, {0.1: 0, math.inf: 10}) == 0.1  # all above the top bound: the top bound
+    assert histogram_quantile(0.99, {0.1: 0, math.inf: 0}) is None
+
+
+POD_A = """# TYPE mlops_requests_total counter
+mlops_requests_total{endpoint="/predict",status="200"} 6.0
+mlops_requests_total{endpoint="/predict",status="422"} 2.0
+mlops_requests_total{endpoint="/ready",status="200"} 40.0
+# TYPE mlops_request_errors_total counter
+mlops_request_errors_total{kind="validation"} 2.0
+# TYPE mlops_request_latency_seconds histogram
+mlops_request_latency_seconds_bucket{endpoint="/predict",le="0.01"} 4.0
+mlops_request_latency_seconds_bucket{endpoint="/predict",le="0.1"} 8.0
+mlops_request_latency_seconds_bucket{endpoint="/predict",le="+Inf"} 8.0
+mlops_request_latency_seconds_count{endpoint="/predict"} 8.0
+mlops_request_latency_seconds_sum{endpoint="/predict"} 0.3
+mlops_request_latency_seconds_bucket{endpoint="/ready",le="0.01"} 40.0
+mlops_request_latency_seconds_bucket{endpoint="/ready",le="+Inf"} 40.0
+"""
+POD_B = """# TYPE mlops_requests_total counter
+mlops_requests_total{endpoint="/predict",status="200"} 1.0
+mlops_requests_total{endpoint="/predict",status="500"} 1.0
+# TYPE mlops_request_errors_total counter
+mlops_request_errors_total{kind="internal"} 1.0
+# TYPE mlops_request_latency_seconds histogram
+mlops_request_latency_seconds_bucket{endpoint="/predict",le="0.01"} 0.0
+mlops_request_latency_seconds_bucket{endpoint="/predict",le="0.1"} 0.0
+mlops_request_latency_seconds_bucket{endpoint="/predict",le="+Inf"} 2.0
+"""
+
+
+def test_canary_figures_sum_the_pods_predict_traffic() -> None:
+    figures = canary_figures([POD_A, POD_B])
+    assert (figures.pods, figures.requests, figures.errors) == (2, 10, 3)
+    assert figures.error_kinds == {"validation": 2, "internal": 1}
+    assert figures.p99_seconds == pytest.approx(0.1)  # rank 9.9 of 10 falls in +Inf: the top finite bound
+    assert canary_figures([POD_A, POD_B], client_errors=False).errors == 1  # only the 500
+
+
+def test_judging_a_canary_says_what_is_over_the_limit() -> None:
+    figures = CanaryFigures(pods=1, requests=10, errors=3, p99_seconds=0.8, error_kinds={"internal": 3})
+    problems = judge_canary(figures, CanaryPolicy(max_error_rate=0.05, max_p99_seconds=0.5))
+    assert problems == ["error rate 0.3000 (3 of 10) is over the limit 0.05", "p99 latency 0.8000s is over the limit 0.5s"]
+    assert judge_canary(figures, CanaryPolicy(max_error_rate=0.5, max_p99_seconds=1.0)) == []
+    quiet = CanaryFigures(pods=1, requests=0, errors=0, p99_seconds=None, error_kinds={})
+    assert judge_canary(quiet, CanaryPolicy(min_requests=5)) == ["only 0 /predict requests reached it (at least 5 needed)"]
