@@ -31,6 +31,7 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": [
             "mlops_airflow.operators.links.ValidationReportLink",
             "mlops_airflow.operators.links.GateReportLink",
+            "mlops_airflow.operators.links.ModelVersionLink",
         ],
         "connection-types": [
             {
@@ -44,11 +45,20 @@ def get_provider_info() -> dict[str, Any]:
                 "description": "Where mlops-airflow keeps its registry and finds its model server.",
                 "options": {
                     "registry_uri": {
-                        "description": "Registry root: a local path or s3://bucket/prefix. "
+                        "description": "Registry root: a local path, s3://bucket/prefix, or an MLflow "
+                        "registry mlflow+http://host:port?store=s3://bucket/prefix. "
                         "Default: $AIRFLOW_HOME/mlops_registry.",
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "s3://ml-models/registry",
+                        "default": None,
+                    },
+                    "mlflow_tracking_uri": {
+                        "description": "MLflow tracking server that training and evaluation runs are logged to "
+                        "(implied by an mlflow+ registry_uri). Default: no tracking.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "http://mlflow:5000",
                         "default": None,
                     },
                     "server_url": {

@@ -361,13 +361,15 @@ class Guide:
 def _axes(
     x_low: float, x_high: float, y_low: float, y_high: float,
     left: float, top: float, right: float, bottom: float,
-    x_label: str, y_label: str,
+    x_label: str, y_label: str, x_ticks: Sequence[float] | None = None,
 ) -> str:  # fmt: skip
-    """Frame, grid, ticks and axis titles of a plot area spanning (left, top)-(right, bottom)."""
+    """Frame, grid, ticks and axis titles of a plot area spanning (left, top)-(right, bottom).
+
+    ``x_ticks`` replaces the automatic round ticks (e.g. whole numbers for versions)."""
     to_x = _scale(x_low, x_high, left, right)
     to_y = _scale(y_low, y_high, bottom, top)
     parts = [f'<rect x="{left:.1f}" y="{top:.1f}" width="{right - left:.1f}" height="{bottom - top:.1f}" fill="#fcfcfc" stroke="#bbb"/>']
-    for tick in nice_ticks(x_low, x_high, 5):
+    for tick in nice_ticks(x_low, x_high, 5) if x_ticks is None else x_ticks:
         x = to_x(tick)
         parts.append(_line(x, top, x, bottom, "#eee"))
         parts.append(_line(x, bottom, x, bottom + 4, "#999"))
@@ -404,11 +406,12 @@ def line_chart_svg(
     y_range: tuple[float, float] | None = None,
     guides: Sequence[Guide] = (),
     diagonal: bool = False,
+    x_ticks: Sequence[float] | None = None,
     width: int = 340,
     height: int = 320,
 ) -> Html:
     """Lines through (x, y) points on shared axes with ticks, a legend under the plot and optional
-    dashed guides (``diagonal`` adds y = x, the chance line of a ROC curve).
+    dashed guides (``diagonal`` adds y = x, the chance line of a ROC curve); ``x_ticks`` fixes the x ticks.
 
     ``height`` is that of the plot with its axes; the legend adds a row per series or named guide.
     """
@@ -424,7 +427,7 @@ def line_chart_svg(
     left, top, right, bottom = 52.0, 10.0, width - 12.0, height - 40.0
     to_x = _scale(x_low, x_high, left, right)
     to_y = _scale(y_low, y_high, bottom, top)
-    parts = [_axes(x_low, x_high, y_low, y_high, left, top, right, bottom, x_label, y_label)]
+    parts = [_axes(x_low, x_high, y_low, y_high, left, top, right, bottom, x_label, y_label, x_ticks)]
     for guide in guides:
         parts.append(_line(to_x(guide.x1), to_y(guide.y1), to_x(guide.x2), to_y(guide.y2), guide.colour, width=1.2, dash="5 4"))
     for line in lines:

@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 start=$(date +%s)
+# The UI tests drive Debian's Chromium; a fresh machine installs it here (apt, as root).
+# Without root it cannot install; the browser tests then skip and say why.
+bash tools/chromium.sh >/dev/null || [ "$(id -u)" -ne 0 ]
 echo "== ruff"
 $BIN/ruff check mlops_airflow dags tests bench tools
 echo "== mypy"
