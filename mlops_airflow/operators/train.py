@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 class TrainModelOperator(MlopsBaseOperator):
-    """Fit an allowlisted scikit-learn estimator inside the default preprocessing.
+    """Fit an allowlisted scikit-learn estimator inside the default preprocessing, or a factory's pipeline.
 
     The candidate lands in the artifact store, content-addressed by its sha256; only
     small facts travel through XCom.
@@ -24,11 +24,19 @@ class TrainModelOperator(MlopsBaseOperator):
     :param estimator: dotted path of an allowlisted estimator, or ``auto`` (templated).
     :param estimator_params: keyword arguments for the estimator (templated).
     :param row_key: column whose hash chooses the holdout; None hashes the whole row (templated).
+    :param pipeline_factory: dotted path of an allowlisted factory returning an unfitted
+        scikit-learn Pipeline, instead of ``estimator`` (templated).
+    :param search_space: parameters to tune, each a list of values or a distribution;
+        empty: no tuning (templated).
+    :param tuning: search options (method, cv, n_candidates, factor, scoring, random_state,
+        top_k) (templated).
     """
 
     template_fields: Sequence[str] = (
         "registry_uri", "model_name", "dataset_uri", "target", "estimator", "estimator_params", "row_key",
+        "pipeline_factory", "search_space", "tuning",
     )
+    text_fields: Sequence[str] = (*MlopsBaseOperator.text_fields, "pipeline_factory")
     default_timeout = timedelta(hours=2)
 
     def __init__(
@@ -40,6 +48,9 @@ class TrainModelOperator(MlopsBaseOperator):
         estimator: str = "auto",
         estimator_params: dict[str, Any] | None = None,
         row_key: str | None = None,
+        pipeline_factory: str | None = None,
+        search_space: dict[str, Any] | None = None,
+        tuning: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -49,13 +60,18 @@ class TrainModelOperator(MlopsBaseOperator):
         self.estimator = estimator
         self.estimator_params = estimator_params
         self.row_key = row_key
+        self.pipeline_factory = pipeline_factory
+        self.search_space = search_space
+        self.tuning = tuning
 
     def run(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.exceptions import ConfigError
-        from mlops_airflow.pipeline.train import run_training
+        from mlops_airflow.pipeline.train import run_training, short_candidate
 
-        if self.estimator_params is not None and not isinstance(self.estimator_params, dict):
-            raise ConfigError(f"estimator_params must be a mapping, got {self.estimator_params!r}")
+        for name in ("estimator_params", "search_space", "tuning"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{name} must be a mapping, got {value!r}")
         record = run_training(
             self.registry,
             model_name=self.model_name,
@@ -65,17 +81,12 @@ class TrainModelOperator(MlopsBaseOperator):
             estimator_params=self.estimator_params,
             row_key=self.row_key or None,
             lineage=self.lineage(context),
+            pipeline_factory=self.pipeline_factory or None,
+            search_space=self.search_space or None,
+            tuning=self.tuning or None,
         )
         self.log.info(
             "Trained %s (%s) in %ss: candidate %s (%d bytes)",
             record["estimator"], record["task_type"], record["fit_seconds"], record["sha256"][:12], record["size_bytes"],
         )
-        return {
-            "sha256": record["sha256"],
-            "artifact_uri": record["artifact_uri"],
-            "task_type": record["task_type"],
-            "estimator": record["estimator"],
-            "train_rows": record["split"]["train_rows"],
-            "holdout_rows": record["split"]["holdout_rows"],
-            "fit_seconds": record["fit_seconds"],
-        }
+        return short_candidate(record)

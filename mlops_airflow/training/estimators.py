@@ -19,7 +19,8 @@ AUTO_CLASSIFIER = "sklearn.ensemble.HistGradientBoostingClassifier"
 AUTO_REGRESSOR = "sklearn.ensemble.HistGradientBoostingRegressor"
 
 
-def _public_path(cls: type) -> str:
+def public_path(cls: type) -> str:
+    """The dotted path without private module parts: sklearn.linear_model.LogisticRegression."""
     parts = []
     for part in cls.__module__.split("."):
         if part.startswith("_"):
@@ -34,14 +35,14 @@ def _sklearn_estimators() -> dict[str, type]:
 
     allowed: dict[str, type] = {}
     for _name, cls in all_estimators(type_filter=["classifier", "regressor"]):
-        allowed[_public_path(cls)] = cls
+        allowed[public_path(cls)] = cls
         allowed[f"{cls.__module__}.{cls.__name__}"] = cls
     return allowed
 
 
 def allowed_estimators(extra: list[str] | None = None) -> list[str]:
     """The public dotted paths a DAG may name."""
-    public = sorted(path for path, cls in _sklearn_estimators().items() if path == _public_path(cls))
+    public = sorted(path for path, cls in _sklearn_estimators().items() if path == public_path(cls))
     return public + sorted(extra or [])
 
 
@@ -80,16 +81,24 @@ def resolve_estimator(path: str, *, extra: list[str] | None = None) -> type:
 
 def make_estimator(cls: type, params: dict[str, Any] | None) -> Any:
     """An instance of ``cls`` with ``params``, each checked against the estimator's parameters."""
+    return apply_params(cls(), params)
+
+
+def apply_params(estimator: Any, params: dict[str, Any] | None, *, deep: bool = False) -> Any:
+    """Set ``params`` (``estimator_params``) on ``estimator``, each checked against its parameters.
+
+    ``deep`` admits nested names (``clf__C``), as a pipeline from a factory has them.
+    """
     if params is None:
         params = {}
     if not isinstance(params, dict):
         raise EstimatorNotAllowed(f"estimator_params must be a mapping, got {type(params).__name__}")
-    estimator = cls()
-    known = estimator.get_params(deep=False)
+    known = estimator.get_params(deep=deep)
+    name = type(estimator).__name__
     for key, value in params.items():
         if key not in known:
             raise EstimatorNotAllowed(
-                f"estimator_params.{key}: not a parameter of {cls.__name__} (known: {', '.join(sorted(known))})"
+                f"estimator_params.{key}: not a parameter of {name} (known: {', '.join(sorted(known))})"
             )
         if not isinstance(value, str | int | float | bool | type(None) | list | dict):
             raise EstimatorNotAllowed(f"estimator_params.{key}: {type(value).__name__} values are not allowed")
