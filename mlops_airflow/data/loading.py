@@ -178,7 +178,7 @@ def load_dataset(uri: str, *, s3_client: Any | None = None, columns: list[str] |
     if is_sql_uri(uri):
         return _load_sql(uri.strip(), columns)
     store, keys = resolve_files(uri.strip(), s3_client=s3_client)
-    digest = hashlib.sha256()
+    digests = []
     frames = []
     formats = set()
     for key in keys:
@@ -189,7 +189,7 @@ def load_dataset(uri: str, *, s3_client: Any | None = None, columns: list[str] |
             data = store.read_bytes(key)
         except ArtifactNotFound as exc:
             raise DataError(f"data file not found: {name}") from exc
-        digest.update(key.rsplit("/", 1)[-1].encode() + b"\0" + hashlib.sha256(data).digest())
+        digests.append((key, hashlib.sha256(data).digest()))
         frames.append(_parse(name, data, fmt, columns))
     first = list(frames[0].columns)
     for key, frame in zip(keys[1:], frames[1:], strict=True):
@@ -201,8 +201,16 @@ def load_dataset(uri: str, *, s3_client: Any | None = None, columns: list[str] |
         uri=uri,
         files=[store.url(k) for k in keys],
         format=formats.pop() if len(formats) == 1 else "mixed",
-        fingerprint="sha256:" + digest.hexdigest(),
+        fingerprint=files_fingerprint(digests),
     )
+
+
+def files_fingerprint(digests: list[tuple[str, bytes]]) -> str:
+    """``sha256:<hex>`` over each file's name (not its folder) and the sha256 digest of its bytes, in order."""
+    combined = hashlib.sha256()
+    for key, digest in digests:
+        combined.update(key.rsplit("/", 1)[-1].encode() + b"\0" + digest)
+    return "sha256:" + combined.hexdigest()
 
 
 # -- SQL ------------------------------------------------------------------------------------

@@ -6,6 +6,20 @@ import builtins
 import fnmatch
 import hashlib
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One listed object: its key below the store root, size, last change (UTC) and a change token."""
+
+    key: str
+    size: int
+    modified: datetime
+    #: Changes whenever the object's content is replaced (the S3 ETag; mtime and size on disk).
+    etag: str
 
 
 class ArtifactStore(ABC):
@@ -51,9 +65,32 @@ class ArtifactStore(ABC):
     def delete(self, key: str) -> None:
         """Remove an object (no error if absent)."""
 
+    def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        """Like :meth:`list`, with each object's size, modification time and change token."""
+        from mlops_airflow.exceptions import StorageError
+
+        raise StorageError(f"{type(self).__name__} cannot list object details")
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A seekable binary file reading the object without holding all of it in memory (if the backend can).
+
+        ``ArtifactNotFound`` if there is none. This default reads the whole object; backends override it.
+        """
+        import io
+
+        return io.BytesIO(self.read_bytes(key))
+
     def url(self, key: str) -> str:
         """A URI naming the object, for people and for records."""
         return f"{self.uri.rstrip('/')}/{key}"
+
+    def key_of(self, url: str | None) -> str | None:
+        """The key that :meth:`url` turned into ``url``; None if ``url`` lies outside this store."""
+        root = self.uri.rstrip("/") + "/"
+        if not url:
+            return None
+        url = url.removeprefix("file://")
+        return url[len(root) :] if url.startswith(root) and len(url) > len(root) else None
 
     def glob(self, pattern: str) -> builtins.list[str]:
         """Keys matching a shell pattern (``*`` does not cross ``/``), sorted."""

@@ -8,10 +8,12 @@ import fcntl
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from mlops_airflow.exceptions import ArtifactNotFound, StorageError
-from mlops_airflow.storage.base import ArtifactStore, sha256_hex
+from mlops_airflow.storage.base import ArtifactStore, ObjectInfo, sha256_hex
 
 _SUFFIXES_HIDDEN = (".lock", ".tmp")
 
@@ -123,6 +125,26 @@ class LocalStore(ArtifactStore):
                     continue
                 keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
         return sorted(keys)
+
+    def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        infos = []
+        for key in self.list(prefix):
+            try:
+                stat = self._path(key).stat()
+            except FileNotFoundError:  # deleted between the walk and the stat
+                continue
+            modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+            infos.append(ObjectInfo(key, stat.st_size, modified, f"{stat.st_mtime_ns}-{stat.st_size}"))
+        return infos
+
+    def open_read(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        try:
+            return open(path, "rb")  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError as exc:
+            raise ArtifactNotFound(f"no artifact at {path}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
