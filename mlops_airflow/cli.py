@@ -3,9 +3,12 @@
     mlops-airflow models list [--json]
     mlops-airflow models show NAME [--version N | --alias A] [--json]
     mlops-airflow models rollback NAME [--to VERSION] [--reason TEXT] [--by WHO] [--no-wait]
+    mlops-airflow models gc NAME [--keep N] [--older-than DAYS] [--dry-run] [--json]
     mlops-airflow runs show NAME [--run-id ID] [--json]
     mlops-airflow gate override NAME --candidate SHA --reason TEXT [--by WHO] [--verdict ID]
-    mlops-airflow serve NAME [--alias champion] [--host H] [--port P]
+    mlops-airflow serve NAME [--alias champion | --version N [--expect-sha256 HEX]] [--host H] [--port P]
+                       [--workers N] [--token-file F] [--max-body-bytes B] [--skew-policy refuse|warn]
+                       [--log-sample-rate R] ...   (each flag also from an environment variable)
     mlops-airflow init DAGS_FOLDER [--force]
     mlops-airflow suite infer DATA --out include/NAME.yaml [--target T] [--margin 0.1] [--force]
 
@@ -21,19 +24,17 @@ import argparse
 import json
 import shutil
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from mlops_airflow import settings
-from mlops_airflow.exceptions import MlopsError, ModelNotFound
+from mlops_airflow.exceptions import ConfigError, MlopsError, ModelNotFound
 
 
 def _registry(args: argparse.Namespace) -> Any:
-    from mlops_airflow.registry import ModelRegistry
-    from mlops_airflow.storage import open_store
+    from mlops_airflow.registry import open_registry
 
-    return ModelRegistry(open_store(args.registry or settings.registry_uri()))
+    return open_registry(args.registry or settings.registry_uri())
 
 
 def _print_json(value: Any) -> None:
@@ -41,13 +42,10 @@ def _print_json(value: Any) -> None:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
+    from mlops_airflow.registry.overview import model_rows
+
     registry = _registry(args)
-    rows = []
-    for name in registry.list_models():
-        versions = registry.list_versions(name)
-        latest = registry.get_version(name, versions[-1])
-        rows.append({"name": name, "versions": len(versions), "latest": versions[-1], "aliases": registry.aliases(name),
-                     "task_type": latest.get("task_type"), "registered_at": latest.get("registered_at")})
+    rows = model_rows(registry)
     if args.json:
         _print_json(rows)
         return 0
@@ -62,31 +60,11 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_show(args: argparse.Namespace) -> int:
+    from mlops_airflow.registry.overview import version_view
+
     registry = _registry(args)
     manifest = registry.resolve(args.name, version=args.version, alias=args.alias)
-    aliases = registry.aliases(args.name)
-    shown = {
-        "name": args.name,
-        "version": manifest["version"],
-        "aliases": sorted(a for a, v in aliases.items() if v == manifest["version"]),
-        "metrics": manifest.get("metrics", {}),
-        "lineage": {
-            **manifest.get("lineage", {}),
-            "data_uri": manifest.get("data", {}).get("uri"),
-            "data_fingerprint": manifest.get("data", {}).get("fingerprint"),
-            "rows": manifest.get("data", {}).get("rows"),
-            "validation_report_uri": manifest.get("data", {}).get("validation_report_uri"),
-        },
-        "verdict": manifest.get("verdict"),
-        "task_type": manifest.get("task_type"),
-        "estimator": manifest.get("estimator"),
-        "estimator_params": manifest.get("estimator_params"),
-        "sha256": manifest.get("sha256"),
-        "artifact_uri": manifest.get("artifact_uri"),
-        "packages": manifest.get("packages"),
-        "registered_at": manifest.get("registered_at"),
-        "features": [c["name"] for c in manifest.get("feature_schema", {}).get("columns", [])],
-    }
+    shown = version_view(registry, args.name, manifest)
     if args.json:
         _print_json(shown)
         return 0
@@ -125,6 +103,31 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_gc(args: argparse.Namespace) -> int:
+    import getpass
+    from datetime import timedelta
+
+    from mlops_airflow.registry.gc import collect_garbage
+
+    registry = _registry(args)
+    registry.latest(args.name)  # a missing model is an error, not an empty collection
+    older = None if args.older_than is None else timedelta(days=args.older_than)
+    report = collect_garbage(registry, args.name, keep=args.keep, older_than=older, dry_run=args.dry_run,
+                             by=getpass.getuser())
+    if args.json:
+        _print_json(report)
+        return 0
+    plan = report["plan"]
+    verb = "would delete" if args.dry_run else "deleted"
+    done = plan if args.dry_run else report["deleted"]
+    print(f"{args.name}: {verb} versions {done['versions'] or '-'}, {len(done['candidates'])} candidate(s), "
+          f"{len(done['datasets'])} dataset snapshot(s)")
+    print("  kept: " + ", ".join(f"v{v} ({why})" for v, why in plan["protected"].items()))
+    for version, why in report["skipped"].items():
+        print(f"  skipped v{version}: {why}")
+    return 0
+
+
 def cmd_runs_show(args: argparse.Namespace) -> int:
     from mlops_airflow.pipeline.summary import format_run, read_run
 
@@ -159,10 +162,69 @@ def cmd_gate_override(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from mlops_airflow.serving.server import serve
+    from mlops_airflow.serving.server import run
 
-    serve(args.registry or settings.registry_uri(), args.name, alias=args.alias, host=args.host, port=args.port)
+    run(serve_config(args))
     return 0
+
+
+def serve_config(args: argparse.Namespace) -> Any:
+    """The server settings ``serve``'s arguments describe: flags win over their environment variables."""
+    from mlops_airflow.serving.config import ServerConfig, settings_from_env
+
+    given = {key: getattr(args, key) for key in _SERVE_SETTINGS if getattr(args, key) is not None}
+    merged = settings_from_env()
+    if "alias" in given:  # an explicit --alias un-pins a version set in the environment
+        merged.pop("version", None)
+        merged.pop("expect_sha256", None)
+    merged.update(given)
+    if args.name:
+        merged["model_name"] = args.name
+    if "model_name" not in merged:
+        raise ConfigError("serve needs a model name: give NAME or set MLOPS_AIRFLOW_MODEL_NAME")
+    return ServerConfig(registry_uri=args.registry or settings.registry_uri(), **merged)
+
+
+#: ``serve`` flags that map one to one onto ServerConfig fields (and so onto environment variables).
+_SERVE_SETTINGS = ("alias", "version", "expect_sha256", "host", "port", "workers", "threads", "poll_interval",
+                   "skew_policy",
+                   "max_rows", "max_body_bytes", "token_file", "public_metrics", "log_sample_rate", "log_uri",
+                   "log_flush_rows", "log_flush_seconds", "log_level")
+
+
+def _add_serve_arguments(serve: argparse.ArgumentParser) -> None:
+    # defaults stay None: serve_config() fills what no flag gave from the environment, so a bad
+    # variable fails `serve` with its name, not every other command at parse time
+    from mlops_airflow.serving.config import ENV
+
+    def flag(name: str, convert: Any, help_text: str, *, add: Any = serve.add_argument, **extra: Any) -> None:
+        option, env = f"--{name.replace('_', '-')}", ENV[name]
+        if convert is bool:
+            add(option, action="store_true", default=None, help=f"{help_text} (env {env})")
+        else:
+            add(option, type=convert, default=None, help=f"{help_text} (env {env})", **extra)
+
+    serve.add_argument("name", nargs="?", help="the model to serve (env MLOPS_AIRFLOW_MODEL_NAME)")
+    which = serve.add_mutually_exclusive_group()
+    flag("alias", str, "the alias to follow (default champion)", add=which.add_argument)
+    flag("version", int, "serve exactly this version, never following an alias", add=which.add_argument)
+    flag("expect_sha256", str, "with --version: refuse to serve unless the version has this sha256")
+    flag("host", str, "interface to listen on (default 127.0.0.1)")
+    flag("port", int, "port to listen on (default 8765)")
+    flag("workers", int, "worker processes, each with its own copy of the model (default 1)")
+    flag("threads", int, "OpenMP/BLAS threads per worker (default 1: best for small requests)")
+    flag("poll_interval", float, "seconds between reads of the alias (default 1)")
+    flag("skew_policy", str, "library version skew between model and runtime: refuse or warn (default warn)",
+         choices=["refuse", "warn"])
+    flag("max_rows", int, "rows per request at most (default 10000)")
+    flag("max_body_bytes", int, "request body size limit in bytes, else 413 (default 10 MiB)")
+    flag("token_file", str, "file holding the bearer token clients must send (else env MLOPS_AIRFLOW_SERVER_TOKEN)")
+    flag("public_metrics", bool, "serve /metrics without the token")
+    flag("log_sample_rate", float, "fraction of requests whose rows and predictions are logged, 0..1 (default 0)")
+    flag("log_uri", str, "where prediction logs go (default the registry root)")
+    flag("log_flush_rows", int, "write the prediction log when this many rows wait (default 1000)")
+    flag("log_flush_seconds", float, "... or after this many seconds (default 10)")
+    flag("log_level", str, "log level (default info)", choices=["critical", "error", "warning", "info", "debug"])
 
 
 def cmd_suite_infer(args: argparse.Namespace) -> int:
@@ -195,14 +257,7 @@ def cmd_suite_infer(args: argparse.Namespace) -> int:
     return 0
 
 
-def bundled_files() -> tuple[Path, Path]:
-    """The example DAGs and include/ folders: from the installed package, or this checkout."""
-    bundled = resources.files("mlops_airflow") / "_bundled"
-    dags, include = Path(str(bundled / "dags")), Path(str(bundled / "include"))
-    if dags.is_dir():
-        return dags, include
-    root = Path(__file__).resolve().parent.parent  # an editable install of the repository
-    return root / "dags", root / "include"
+bundled_files = settings.bundled_files
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -258,6 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--no-wait", action="store_true", help="move the alias only")
     rollback.set_defaults(func=cmd_models_rollback)
 
+    gc = models.add_parser("gc", help="delete old versions and unreferenced candidates (never an aliased version)")
+    gc.add_argument("name")
+    gc.add_argument("--keep", type=int, default=5, help="keep the newest N versions (default: %(default)s)")
+    gc.add_argument("--older-than", type=float, metavar="DAYS",
+                    help="delete only versions, candidates and datasets older than DAYS")
+    gc.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
+    gc.add_argument("--json", action="store_true")
+    gc.set_defaults(func=cmd_models_gc)
+
     runs = commands.add_parser("runs", help="recorded pipeline runs").add_subparsers(dest="action", required=True)
     run_show = runs.add_parser("show", help="what a run did (the latest by default)")
     run_show.add_argument("name")
@@ -274,11 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     override.add_argument("--verdict", help="the verdict id (default: the newest)")
     override.set_defaults(func=cmd_gate_override)
 
-    serve = commands.add_parser("serve", help="serve the model behind an alias over HTTP")
-    serve.add_argument("name")
-    serve.add_argument("--alias", default="champion")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
+    serve = commands.add_parser("serve", help="serve the model behind an alias (or one pinned version) over HTTP")
+    _add_serve_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
     init = commands.add_parser("init", help="copy the example DAGs and include/ files into a DAGs folder")

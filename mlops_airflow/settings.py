@@ -46,9 +46,22 @@ def registry_uri() -> str:
     return _setting("registry_uri") or str(airflow_home() / "mlops_registry")
 
 
+def mlflow_tracking_uri() -> str | None:
+    """The MLflow tracking server stages log runs to (``MLOPS_AIRFLOW_MLFLOW_TRACKING_URI``); None: no tracking.
+
+    An ``mlflow+...`` registry URI turns tracking on by itself, to the same server.
+    """
+    return _setting("mlflow_tracking_uri")
+
+
 def server_url() -> str:
     """The base URL of the local model server the local deploy target talks to."""
     return (_setting("server_url") or DEFAULT_SERVER_URL).rstrip("/")
+
+
+def server_token() -> str | None:
+    """The model server's bearer token for the deploy targets' own calls (``MLOPS_AIRFLOW_SERVER_TOKEN``), or None."""
+    return _setting("server_token")
 
 
 def _list_setting(key: str) -> list[str]:
@@ -61,6 +74,23 @@ def estimator_allowlist_extra() -> list[str]:
     return _list_setting("estimator_allowlist")
 
 
+def pipeline_factory_allowlist() -> list[str]:
+    """Dotted paths of pipeline factories a DAG may name (comma-separated setting; none by default)."""
+    return _list_setting("pipeline_factory_allowlist")
+
+
 def custom_check_allowlist() -> list[str]:
     """Dotted paths of custom gate check functions allowed beyond the bundled ones (comma-separated setting)."""
     return _list_setting("custom_check_allowlist")
+
+
+def bundled_files() -> tuple[Path, Path]:
+    """The example DAGs and include/ folders: from the installed package, or this checkout."""
+    from importlib import resources
+
+    bundled = resources.files("mlops_airflow") / "_bundled"
+    dags, include = Path(str(bundled / "dags")), Path(str(bundled / "include"))
+    if dags.is_dir():
+        return dags, include
+    root = Path(__file__).resolve().parent.parent  # an editable install of the repository
+    return root / "dags", root / "include"

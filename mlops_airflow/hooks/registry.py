@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
     from mlops_airflow.registry import ModelRegistry
 
 
@@ -19,16 +21,33 @@ def endpoint_from(host: str | None, port: int | None) -> str | None:
     return f"{url}:{port}" if port else url
 
 
+def s3_client_from(conn: Connection | None) -> Any:
+    """A boto3 S3 client configured from ``conn`` (None: boto3's standard environment chain)."""
+    import boto3
+
+    if conn is None:
+        return boto3.client("s3")
+    extra = conn.extra_dejson
+    return boto3.client(
+        "s3",
+        aws_access_key_id=conn.login or None,
+        aws_secret_access_key=conn.password or None,
+        endpoint_url=extra.get("endpoint_url") or endpoint_from(conn.host, conn.port),
+        region_name=extra.get("region_name"),
+    )
+
+
 class RegistryHook(BaseHook):
     """Builds the :class:`~mlops_airflow.registry.ModelRegistry` at ``registry_uri``.
 
-    For ``s3://`` registries the boto3 client is configured from the connection
+    For ``s3://`` registries (and ``mlflow+...`` ones whose side store is on S3) the boto3 client is configured from the connection
     ``conn_id`` (login: access key id, password: secret key, extra: ``endpoint_url``,
     ``region_name``); if that connection does not exist, boto3's standard environment
     chain applies (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, instance roles, ...).
     Credentials are never logged or returned.
 
-    :param registry_uri: a local path or ``s3://bucket/prefix``; default: the
+    :param registry_uri: a local path, ``s3://bucket/prefix`` or ``mlflow+http://host:port?store=...``
+        (see :mod:`mlops_airflow.registry.backend`); default: the
         ``MLOPS_AIRFLOW_REGISTRY_URI`` setting (see :mod:`mlops_airflow.settings`).
     :param conn_id: the Airflow connection holding S3 settings.
     """
@@ -46,32 +65,25 @@ class RegistryHook(BaseHook):
         self.conn_id = conn_id
 
     def get_s3_client(self) -> Any:
-        import boto3
         from airflow.sdk.exceptions import AirflowNotFoundException
 
         try:
             conn = self.get_connection(self.conn_id)
         except AirflowNotFoundException:
             self.log.info("No connection %r: using the standard AWS environment for S3", self.conn_id)
-            return boto3.client("s3")
-        extra = conn.extra_dejson
-        return boto3.client(
-            "s3",
-            aws_access_key_id=conn.login or None,
-            aws_secret_access_key=conn.password or None,
-            endpoint_url=extra.get("endpoint_url") or endpoint_from(conn.host, conn.port),
-            region_name=extra.get("region_name"),
-        )
+            conn = None
+        return s3_client_from(conn)
 
     @cached_property
     def s3_client(self) -> Any | None:
-        return self.get_s3_client() if self.registry_uri.startswith("s3://") else None
+        from mlops_airflow.registry.backend import store_uri
+
+        return self.get_s3_client() if store_uri(self.registry_uri).startswith("s3://") else None
 
     def get_registry(self) -> ModelRegistry:
-        from mlops_airflow.registry import ModelRegistry
-        from mlops_airflow.storage import open_store
+        from mlops_airflow.registry import open_registry
 
-        return ModelRegistry(open_store(self.registry_uri, s3_client=self.s3_client))
+        return open_registry(self.registry_uri, s3_client=self.s3_client)
 
     def get_conn(self) -> ModelRegistry:
         return self.get_registry()

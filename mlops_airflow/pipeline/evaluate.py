@@ -8,6 +8,7 @@ from mlops_airflow.data.snapshot import read_snapshot
 from mlops_airflow.evaluation.evaluate import evaluate_candidate
 from mlops_airflow.evaluation.gate import load_gate_spec
 from mlops_airflow.registry import ModelRegistry
+from mlops_airflow.tracking import tracker_for
 
 
 def run_evaluation(
@@ -23,7 +24,8 @@ def run_evaluation(
     spec, source = load_gate_spec(gate, base_dir=gate_base_dir)
     candidate = registry.candidate(model_name, candidate_sha256)
     frame, _ = read_snapshot(registry.store, candidate["data"]["dataset_uri"])
-    return evaluate_candidate(registry, candidate, frame, gate=spec, gate_source=source, champion_alias=champion_alias)
+    verdict = evaluate_candidate(registry, candidate, frame, gate=spec, gate_source=source, champion_alias=champion_alias)
+    return tracker_for(registry).evaluation(registry, verdict)
 
 
 def short_verdict(verdict: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from mlops_airflow.evaluation.decisions import promotable, read_decision
 from mlops_airflow.evaluation.gate import check_binding
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.registry import ModelRegistry
+from mlops_airflow.tracking import tracker_for
 
 
 def read_verdict(registry: ModelRegistry, verdict_uri: str) -> dict[str, Any]:
@@ -56,4 +57,5 @@ def run_registration(
         },
         "lineage": {**candidate.get("lineage", {}), "register": lineage or {}},
     }
-    return registry.register(model_name, manifest, idempotency_key=idempotency_key)
+    record = registry.register(model_name, manifest, idempotency_key=idempotency_key)
+    return tracker_for(registry).registered(registry, record)

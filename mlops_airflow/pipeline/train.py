@@ -10,7 +10,8 @@ from mlops_airflow.data.snapshot import read_snapshot
 from mlops_airflow.data.split import hash_split
 from mlops_airflow.persistence import dump_model, runtime_versions
 from mlops_airflow.registry import ModelRegistry
-from mlops_airflow.settings import estimator_allowlist_extra
+from mlops_airflow.settings import estimator_allowlist_extra, pipeline_factory_allowlist
+from mlops_airflow.tracking import tracker_for
 from mlops_airflow.training.train import train_model
 
 HOLDOUT_FRACTION = 0.2
@@ -27,6 +28,9 @@ def run_training(
     row_key: str | None = None,
     holdout_fraction: float = HOLDOUT_FRACTION,
     lineage: dict[str, Any] | None = None,
+    pipeline_factory: str | None = None,
+    search_space: dict[str, Any] | None = None,
+    tuning: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train and store a candidate; returns its record (``sha256``, ``artifact_uri``, schema, split)."""
     frame, dataset = read_snapshot(registry.store, dataset_uri)
@@ -40,6 +44,10 @@ def run_training(
         estimator_params=estimator_params,
         drop_columns=drop,
         extra_allowlist=estimator_allowlist_extra(),
+        pipeline_factory=pipeline_factory or None,
+        factory_allowlist=pipeline_factory_allowlist(),
+        search_space=search_space or None,
+        tuning=tuning or None,
     )
     candidate = {
         "target": target,
@@ -61,6 +69,25 @@ def run_training(
         "packages": runtime_versions(),
         "fit_seconds": result.fit_seconds,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "lineage": {"train": lineage or {}},
+        "pipeline_factory": result.pipeline_factory,
+        "tuning": result.tuning,
+        "lineage": {"train": {**(lineage or {}), "pipeline_factory": result.pipeline_factory,
+                              "tuned": result.tuning is not None}},
     }
-    return registry.put_artifact(model_name, dump_model(result.model), candidate)
+    record = registry.put_artifact(model_name, dump_model(result.model), candidate)
+    return tracker_for(registry).training(registry, record, frame)
+
+
+def short_candidate(record: dict[str, Any]) -> dict[str, Any]:
+    """What the train stage puts on XCom: the candidate's key facts, not the whole record."""
+    return {
+        "sha256": record["sha256"],
+        "artifact_uri": record["artifact_uri"],
+        "task_type": record["task_type"],
+        "estimator": record["estimator"],
+        "train_rows": record["split"]["train_rows"],
+        "holdout_rows": record["split"]["holdout_rows"],
+        "fit_seconds": record["fit_seconds"],
+        "pipeline_factory": record.get("pipeline_factory"),
+        "best_params": (record.get("tuning") or {}).get("best_params"),
+    }

@@ -60,8 +60,23 @@ def check_name(name: str, what: str = "model_name") -> str:
 class ModelRegistry:
     """Versions, aliases and artifacts of models, kept in an :class:`ArtifactStore`."""
 
+    #: Guarantees this backend gives natively; a backend lacking one says how it compensates
+    #: in :attr:`compensations` (see :mod:`mlops_airflow.registry.backend`).
+    native_capabilities: dict[str, bool] = {
+        "alias_cas": True,
+        "concurrent_register": True,
+        "idempotent_register": True,
+        "atomic_commit": True,
+    }
+    compensations: dict[str, str] = {}
+
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
+
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        """The guarantees callers get (native or compensated); ``multi_host``: safe from many hosts at once."""
+        return {**dict.fromkeys(self.native_capabilities, True), "multi_host": self.store.uri.startswith("s3://")}
 
     # -- artifacts -------------------------------------------------------------------
     def artifact_key(self, model: str, sha256: str, name: str = "model.skops") -> str:
@@ -123,11 +138,7 @@ class ModelRegistry:
         ``manifest`` must hold the candidate's ``sha256``, whose artifact must exist. A retry
         with the same idempotency key and sha256 returns the version made the first time.
         """
-        check_name(model)
-        sha = manifest.get("sha256")
-        if not sha or not self.store.exists(self.artifact_key(model, sha)):
-            raise RegistryError(f"cannot register {model!r}: no stored artifact for sha256 {sha!r}")
-
+        sha = self._check_registrable(model, manifest)
         claim_key = f"{model}/claims/{sha256_hex(f'{idempotency_key}|{sha}'.encode())}.json"
         claim = {"idempotency_key": idempotency_key, "sha256": sha, "version": None}
         if not self.store.create(claim_key, to_json(claim)):
@@ -138,16 +149,9 @@ class ModelRegistry:
         while True:
             versions = self.list_versions(model)
             number = (versions[-1] if versions else 0) + 1
-            record = {
-                **manifest,
-                "format_version": FORMAT_VERSION,
-                "model_name": model,
-                "version": number,
-                "idempotency_key": idempotency_key,
-                "registered_at": utcnow(),
-            }
+            record = self._manifest_record(model, manifest, number, idempotency_key)
             key = f"{model}/versions/{number}.json"
-            if self.store.create(key, to_json(validate_record("manifest", record))):
+            if self.store.create(key, to_json(record)):
                 break
             existing = self._read_json(key)
             if self._is_own(existing, idempotency_key, sha):
@@ -155,6 +159,27 @@ class ModelRegistry:
                 break
         self.store.write_bytes(claim_key, to_json({**claim, "version": record["version"]}))
         return record
+
+    def _check_registrable(self, model: str, manifest: dict[str, Any]) -> str:
+        """The candidate's sha256, if its artifact is stored; else :class:`RegistryError`."""
+        check_name(model)
+        sha = manifest.get("sha256")
+        if not sha or not self.store.exists(self.artifact_key(model, sha)):
+            raise RegistryError(f"cannot register {model!r}: no stored artifact for sha256 {sha!r}")
+        return str(sha)
+
+    @staticmethod
+    def _manifest_record(model: str, manifest: dict[str, Any], number: int, idempotency_key: str) -> dict[str, Any]:
+        """The schema-valid manifest of version ``number`` (:class:`RegistryError` naming the bad field)."""
+        record = {
+            **manifest,
+            "format_version": FORMAT_VERSION,
+            "model_name": model,
+            "version": number,
+            "idempotency_key": idempotency_key,
+            "registered_at": utcnow(),
+        }
+        return validate_record("manifest", record)
 
     @staticmethod
     def _is_own(record: dict[str, Any], idempotency_key: str, sha: str) -> bool:

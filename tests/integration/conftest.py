@@ -64,10 +64,11 @@ def build_version(registry: Any) -> Callable[..., dict[str, Any]]:
     from mlops_airflow.pipeline.train import run_training
     from mlops_airflow.pipeline.validate import run_validation
 
-    def build(model_name: str, data_uri: str, *, promote: bool = True, gate: Any = None, key: str = "k") -> dict[str, Any]:
+    def build(model_name: str, data_uri: str, *, promote: bool = True, gate: Any = None, key: str = "k",
+              estimator: str | None = "auto") -> dict[str, Any]:
         summary = run_validation(registry, model_name=model_name, data_uri=data_uri, target="tipped", validation=str(SPEC))
         candidate = run_training(registry, model_name=model_name, dataset_uri=summary["dataset_uri"], target="tipped",
-                                 row_key="trip_id")
+                                 row_key="trip_id", estimator=estimator)
         verdict = run_evaluation(registry, model_name=model_name, candidate_sha256=candidate["sha256"], gate=gate)
         manifest = run_registration(registry, model_name=model_name, candidate_sha256=candidate["sha256"],
                                     verdict_uri=verdict["verdict_uri"], idempotency_key=key)
@@ -79,6 +80,46 @@ def build_version(registry: Any) -> Callable[..., dict[str, Any]]:
         return manifest
 
     return build
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server`, one per session: SQLite backend store, artifacts proxied to the test S3 server."""
+    import uuid
+
+    import boto3
+
+    bucket = f"mlflow-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    argv = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination", f"s3://{bucket}/mlflow", "--serve-artifacts",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    # One worker: uvicorn's supervisor kills workers slow to answer its health ping, which on a busy
+    # CI machine restarts them for minutes. No job executor: the tests need no background jobs.
+    env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = ServerProcess(argv, port, root / "mlflow-server.log", env=env)
+    try:
+        server.wait_healthy(timeout=300)  # the first start migrates the SQLite schema: tens of seconds
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mlflow_registry_uri(mlflow_server: str, s3_bucket: str) -> str:
+    """An ``mlflow+http://`` registry URI on the session's MLflow server, emptied first, with an S3 side store."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    for model in client.search_registered_models(max_results=1000):
+        client.delete_registered_model(model.name)
+    for experiment in client.search_experiments(filter_string="name LIKE 'mlops-airflow/%'"):
+        # Renamed before deletion: a deleted experiment keeps its name and would block re-creating it.
+        client.rename_experiment(experiment.experiment_id, f"deleted-{experiment.experiment_id}-{experiment.name}")
+        client.delete_experiment(experiment.experiment_id)
+    return f"mlflow+{mlflow_server}?store=s3://{s3_bucket}/side"
 
 
 os.environ.setdefault("MLOPS_AIRFLOW_SERVER_URL", "http://127.0.0.1:9")  # nothing listens: deploys must set it

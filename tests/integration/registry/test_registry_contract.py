@@ -1,4 +1,5 @@
-"""The registry's promises, checked on every backend: a local disk and S3 over HTTP (moto's server)."""
+"""The registry's promises, checked on every backend: a local disk, S3 over HTTP (moto's server), and a real
+MLflow server (SQLite store, artifacts on the S3 server) whose missing guarantees the backend compensates."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from testsupport import candidate_fields
 
 from mlops_airflow.exceptions import AliasConflict, ModelNotFound, RegistryError
-from mlops_airflow.registry import ModelRegistry
+from mlops_airflow.records import validate_record
+from mlops_airflow.registry import ModelRegistry, RegistryBackend, open_registry
 from mlops_airflow.storage import open_store
 
 pytestmark = pytest.mark.integration
@@ -20,21 +22,44 @@ RACERS = 8
 
 
 def build_registry(spec: dict[str, Any], client: Any = None) -> ModelRegistry:
-    if spec["backend"] == "s3":
+    """The backend ``spec`` names, built through the same factory the CLI, hooks and server use."""
+    if spec["backend"] in {"s3", "mlflow"}:
         import boto3
 
         client = client or boto3.client("s3", endpoint_url=spec["endpoint"], region_name="us-east-1")
-        return ModelRegistry(open_store(spec["uri"], s3_client=client))
-    return ModelRegistry(open_store(spec["uri"]))
+    registry = open_registry(spec["uri"], s3_client=client)
+    if spec["backend"] == "mlflow":
+        registry.client  # noqa: B018 - import mlflow now, so that racers race on registering, not on importing
+    return registry
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "mlflow"])
 def spec(request: pytest.FixtureRequest, tmp_path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     if request.param == "local":
         return {"backend": "local", "uri": str(tmp_path / "registry")}
     endpoint = request.getfixturevalue("s3_endpoint")
+    if request.param == "mlflow":
+        return {"backend": "mlflow", "uri": request.getfixturevalue("mlflow_registry_uri"), "endpoint": endpoint}
     bucket = request.getfixturevalue("s3_bucket")
     return {"backend": "s3", "uri": f"s3://{bucket}/registry", "endpoint": endpoint}
+
+
+def mlflow_alias(registry: Any, model: str, alias: str) -> int | None:
+    """What MLflow itself says the alias points at (None: unset) — the mirror of our CAS record."""
+    aliases = registry.client.get_registered_model(model).aliases
+    return int(aliases[alias]) if alias in aliases else None
+
+
+def test_backend_declares_its_capabilities_and_compensates_what_it_lacks(spec: dict[str, Any]) -> None:
+    registry = build_registry(spec)
+    assert isinstance(registry, RegistryBackend)
+    promised = {"alias_cas", "concurrent_register", "idempotent_register", "atomic_commit"}
+    assert all(registry.capabilities[name] for name in promised)
+    assert registry.capabilities["multi_host"] is (spec["backend"] != "local")
+    lacking = {name for name, native in registry.native_capabilities.items() if not native}
+    assert lacking == set(registry.compensations)  # every missing guarantee says how it is made up for
+    if spec["backend"] == "mlflow":
+        assert lacking == {"alias_cas", "concurrent_register", "idempotent_register"}
 
 
 def candidate(registry: ModelRegistry, payload: bytes, model: str = "m") -> dict[str, Any]:
@@ -53,6 +78,11 @@ def test_register_numbers_versions_and_resolves_aliases(spec: dict[str, Any]) ->
     assert registry.resolve("m", alias="champion")["sha256"] == second["sha256"]
     assert registry.get_alias("m", "champion")["previous"] == 1
     assert registry.aliases("m") == {"champion": 2}
+    assert registry.get_version("m", 2) == second
+    validate_record("manifest", second)
+    if spec["backend"] == "mlflow":
+        assert mlflow_alias(registry, "m", "champion") == 2
+        assert second["artifact_uri"].startswith("mlflow-artifacts:/")
 
 
 def test_alias_compare_and_swap_refuses_a_stale_expectation(spec: dict[str, Any]) -> None:
@@ -66,6 +96,13 @@ def test_alias_compare_and_swap_refuses_a_stale_expectation(spec: dict[str, Any]
     with pytest.raises(AliasConflict):
         registry.set_alias("m", "champion", 3, expected=None, by="t", reason="r")
     assert registry.get_alias("m", "champion")["version"] == 2
+    validate_record("alias", registry.get_alias("m", "champion"))
+    if spec["backend"] == "mlflow":
+        assert mlflow_alias(registry, "m", "champion") == 2  # a lost CAS never reaches MLflow's alias
+    registry.remove_alias("m", "champion", expected=2)
+    assert registry.get_alias("m", "champion") is None
+    if spec["backend"] == "mlflow":
+        assert mlflow_alias(registry, "m", "champion") is None
 
 
 def test_retried_register_returns_the_same_version(spec: dict[str, Any]) -> None:
@@ -143,6 +180,8 @@ def test_parallel_alias_creation_has_exactly_one_winner(spec: dict[str, Any]) ->
     outcomes = _run_racers(_race_alias, spec)
     assert outcomes.count("won") == 1
     assert outcomes.count("lost") == RACERS - 1
+    if spec["backend"] == "mlflow":
+        assert mlflow_alias(registry, "m", "champion") == registry.get_alias("m", "champion")["version"]
 
 
 class _InjectedClient:
@@ -224,7 +263,10 @@ def test_records_from_a_newer_format_are_refused_not_misread(spec: dict[str, Any
     registry = build_registry(spec)
     registry.register("m", candidate(registry, b"x"), idempotency_key="k")
     future = {**registry.get_version("m", 1), "format_version": 99}
-    registry.store.write_bytes("m/versions/1.json", json.dumps(future).encode())
+    if spec["backend"] == "mlflow":
+        registry.client.set_model_version_tag("m", "1", "mlops.manifest", json.dumps(future))
+    else:
+        registry.store.write_bytes("m/versions/1.json", json.dumps(future).encode())
     with pytest.raises(RegistryError, match="format 99, newer than this mlops-airflow reads"):
         registry.get_version("m", 1)
 
