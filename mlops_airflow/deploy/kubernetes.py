@@ -3,11 +3,11 @@
 The deploy stage moves the alias, then calls :meth:`KubernetesTarget.wait_for_version`,
 which renders three objects from YAML templates (``include/k8s/`` or the user's folder)::
 
-    ConfigMap  <app>           what to serve: model name, version, sha256, registry URI (+ extra env)
-    Deployment <app>           `mlops-airflow serve` pinned to that version and checksum
+    ConfigMap  <app>           stable settings: model name, registry URI (+ extra env)
+    Deployment <app>           `mlops-airflow serve` pinned to that version and checksum (pod env)
     Service    <app>           the stable address; selects every track of <app>
 
-creates each (patches it when it exists: 409), waits for the rollout, and smoke-tests
+creates each (replaces it when it exists: 409), waits for the rollout, and smoke-tests
 through the Service: the server must report the version and checksum, and answer
 ``/predict`` on smoke rows. With a :class:`CanaryPolicy` and a version already serving, the
 new version first runs as ``<app>-canary`` (its own ConfigMap and Deployment) beside the
@@ -40,8 +40,9 @@ import httpx
 import yaml
 
 from mlops_airflow import __version__
-from mlops_airflow.deploy.local import LocalServerTarget
+from mlops_airflow.deploy.local import LocalServerTarget, bearer_header
 from mlops_airflow.exceptions import ConfigError, DeployError
+from mlops_airflow.serving.middleware import PROXY_AUTH_HEADER
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
@@ -55,9 +56,13 @@ TRACK_LABEL = "mlops-airflow/track"
 #: On the pod template, so that a new version always rolls even if nothing else changed.
 SHA_ANNOTATION = "mlops-airflow/model-sha256"
 SERVER_PORT = 8080
-#: The ConfigMap keys the container's command line reads; `env` may not override them.
+#: The variables the container's command line reads; `env` may not override them.
 RESERVED_ENV = ("MLOPS_AIRFLOW_MODEL_NAME", "MLOPS_AIRFLOW_MODEL_VERSION", "MLOPS_AIRFLOW_MODEL_SHA256",
                 "MLOPS_AIRFLOW_REGISTRY_URI")
+#: `env` lands in a plain ConfigMap: credentials belong in `env_secret` / `token_secret` instead.
+CREDENTIAL_ENV = ("MLOPS_AIRFLOW_SERVER_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+CREDENTIAL_WORDS = ("PASSWORD", "SECRET", "TOKEN")
+TOKEN_ENV = "MLOPS_AIRFLOW_SERVER_TOKEN"
 #: key -> (template file, kind); also the order in which they are applied.
 TEMPLATES: dict[str, tuple[str, str]] = {
     "configmap": ("configmap.yaml", "ConfigMap"),
@@ -100,14 +105,17 @@ class CanaryPolicy:
     buckets, as Prometheus' ``histogram_quantile`` computes it) of at most
     ``max_p99_seconds``. Errors are answers >= 500 and, with ``client_errors`` (default),
     also 4xx: a version that refuses rows the previous one accepted is a regression.
-    The smoke request sent to each canary pod counts as traffic.
+    Only the traffic of the window counts: each canary pod's ``/metrics`` is read once after
+    its smoke test and once at the end, and the difference is judged (the smoke requests
+    are not traffic). ``min_requests`` (default 20) keeps a canary that saw almost nothing
+    from being promoted on a handful of lucky requests; set it to 0 to promote on silence.
     """
 
     share: float = 0.25
     window: float = 300.0
     max_error_rate: float = 0.01
     max_p99_seconds: float = 0.5
-    min_requests: int = 1
+    min_requests: int = 20
     client_errors: bool = True
 
     def __post_init__(self) -> None:
@@ -144,7 +152,10 @@ class KubernetesSettings:
     :param registry_uri: the registry the pods read (``MLOPS_AIRFLOW_REGISTRY_URI`` in the
         ConfigMap); it must be reachable from the cluster, e.g. ``s3://bucket/prefix``.
     :param name: the app name (Deployment, Service, ConfigMap); default ``mlops-<model>``.
-    :param env: extra environment for the pods (e.g. ``AWS_ENDPOINT_URL``), added to the ConfigMap.
+    :param env: extra environment for the pods (e.g. ``AWS_ENDPOINT_URL``), added to the ConfigMap;
+        credentials are refused here (``*PASSWORD*``, ``*SECRET*``, ``*TOKEN*``, ...): use ``env_secret``.
+    :param token_secret: ``name`` or ``name/key`` of a Secret holding the server's bearer token
+        (key default ``token``); the pods get it as ``MLOPS_AIRFLOW_SERVER_TOKEN`` (secretKeyRef).
     :param env_secret: a Secret whose keys become environment too (credentials); optional in
         the pod spec, default ``<app>-env``.
     :param base_url: smoke-test through this URL (an Ingress, a port-forward) instead of the
@@ -165,6 +176,7 @@ class KubernetesSettings:
     template_dir: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     env_secret: str | None = None
+    token_secret: str | None = None
     resources: Mapping[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_RESOURCES))
     service_type: str = "ClusterIP"
     service_port: int = 80
@@ -194,11 +206,19 @@ class KubernetesSettings:
                 raise ValueError(f"env: {key!r} is not a valid environment variable name")
             if key in RESERVED_ENV:
                 raise ValueError(f"env: {key} is set by the deploy target itself and cannot be overridden")
+            if key in CREDENTIAL_ENV or any(word in key.upper() for word in CREDENTIAL_WORDS):
+                raise ValueError(f"env: {key} looks like a credential and env lands in a plain ConfigMap: "
+                                 f"put it in the env_secret Secret (the server token: token_secret)")
             if not isinstance(value, str):
                 raise ValueError(f"env.{key} must be a string, got {value!r}")
         if self.env_secret is not None and (not isinstance(self.env_secret, str) or not self.env_secret
                                             or len(self.env_secret) > 253):
             raise ValueError(f"env_secret must be a Secret name, got {self.env_secret!r}")
+        if self.token_secret is not None:
+            secret, _, key = str(self.token_secret).partition("/")
+            if (not isinstance(self.token_secret, str) or not secret or len(secret) > 253
+                    or self.token_secret.count("/") > 1 or (_ and not key)):
+                raise ValueError(f"token_secret must be a Secret name or 'name/key', got {self.token_secret!r}")
         if not isinstance(self.resources, Mapping):
             raise ValueError(f"resources must be a mapping (requests/limits), got {self.resources!r}")
         if self.service_type not in ("ClusterIP", "NodePort", "LoadBalancer"):
@@ -213,6 +233,13 @@ class KubernetesSettings:
             return self.name
         slug = re.sub(r"[^a-z0-9]+", "-", model_name.lower()).strip("-")
         return f"mlops-{slug}"[:56].rstrip("-")
+
+    def token_secret_ref(self) -> dict[str, str] | None:
+        """The ``secretKeyRef`` of the server token (``name``, ``key``), or None."""
+        if not self.token_secret:
+            return None
+        name, _, key = self.token_secret.partition("/")
+        return {"name": name, "key": key or "token"}
 
 
 def default_template_dir() -> Path:
@@ -307,6 +334,11 @@ def render(settings: KubernetesSettings, model_name: str, version: int, sha256: 
     objects["configmap"].setdefault("data", {}).update(settings.env)
     pod = objects["deployment"].setdefault("spec", {}).setdefault("template", {})
     pod.setdefault("metadata", {}).setdefault("annotations", {})[SHA_ANNOTATION] = sha256
+    token_ref = settings.token_secret_ref()
+    if token_ref is not None:
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            env = [item for item in container.get("env") or [] if item.get("name") != TOKEN_ENV]
+            container["env"] = [*env, {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": token_ref}}]
     return objects
 
 
@@ -332,7 +364,10 @@ class KubeProxyTransport(httpx.BaseTransport):
     """An httpx transport that sends each request through the API server's proxy to a Service or a Pod.
 
     Requests carry the kubernetes client's own credentials and TLS settings, so the smoke
-    test needs no network path into the cluster beyond the one the API calls use. The
+    test needs no network path into the cluster beyond the one the API calls use. The API
+    server takes ``Authorization`` for itself and does not forward it: a request's own
+    ``Authorization`` (the model server's bearer token) is sent as ``X-Mlops-Airflow-Authorization``,
+    which the model server accepts the same way. The
     request's host is ignored: ``name`` (``pod:port`` for pods) says where it goes.
     """
 
@@ -350,6 +385,10 @@ class KubeProxyTransport(httpx.BaseTransport):
 
         content = request.read()
         content_type = request.headers.get("content-type", "application/json")
+        headers = {"Accept": "*/*", "Content-Type": content_type}
+        if request.headers.get("authorization"):
+            # the API server authenticates with Authorization and drops it: the server's token rides beside it
+            headers[PROXY_AUTH_HEADER] = request.headers["authorization"]
         body: Any = None
         if content:
             # the client serialises JSON bodies itself: hand it the object, not the bytes
@@ -360,7 +399,7 @@ class KubeProxyTransport(httpx.BaseTransport):
                 request.method,
                 path_params={"namespace": self.namespace, "name": self.name, "path": request.url.path.lstrip("/")},
                 query_params=list(request.url.params.multi_items()),
-                header_params={"Accept": "*/*", "Content-Type": content_type},
+                header_params=headers,
                 body=body,
                 auth_settings=["BearerToken"],
                 _preload_content=False,
@@ -396,14 +435,15 @@ def rollout_status(deployment: Mapping[str, Any]) -> tuple[bool, str]:
     metadata = deployment.get("metadata") or {}
     status = deployment.get("status") or {}
     name = f"{metadata.get('namespace')}/{metadata.get('name')}"
+    want = (deployment.get("spec") or {}).get("replicas", 1)
+    generation, observed = metadata.get("generation") or 0, status.get("observedGeneration") or 0
+    # before the conditions: until the controller has seen this spec they speak of the previous one
+    if observed < generation:
+        return False, f"the controller has not yet seen generation {generation} (observed {observed})"
     for condition in status.get("conditions") or []:
         failed = condition.get("type") == "ReplicaFailure" and condition.get("status") == "True"
         if failed or condition.get("reason") == "ProgressDeadlineExceeded":
             raise DeployError(f"Deployment {name}: {condition.get('reason')}: {condition.get('message')}")
-    want = (deployment.get("spec") or {}).get("replicas", 1)
-    generation, observed = metadata.get("generation") or 0, status.get("observedGeneration") or 0
-    if observed < generation:
-        return False, f"the controller has not yet seen generation {generation} (observed {observed})"
     updated, available = status.get("updatedReplicas") or 0, status.get("availableReplicas") or 0
     total = status.get("replicas") or 0
     if updated < want:
@@ -461,33 +501,52 @@ class CanaryFigures:
                 f"(error rate {self.error_rate:.4f}), p99 latency {p99}; error kinds: {kinds}")
 
 
-def canary_figures(texts: Iterable[str], *, client_errors: bool = True, endpoint: str = "/predict") -> CanaryFigures:
-    """Sum ``mlops_requests_total``, the latency histogram and ``mlops_request_errors_total`` over pods.
-
-    ``texts`` are Prometheus text expositions, one per pod.
-    """
+def _counters(text: str, *, client_errors: bool, endpoint: str) -> dict[str, float]:
+    """One pod's exposition as flat counters: ``requests``, ``errors``, ``le:<bound>``, ``kind:<kind>``."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    pods = requests = errors = 0
-    buckets: dict[float, float] = {}
-    kinds: dict[str, int] = {}
-    for text in texts:
+    counters: dict[str, float] = {"requests": 0.0, "errors": 0.0}
+
+    def add(key: str, value: float) -> None:
+        counters[key] = counters.get(key, 0.0) + value
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "mlops_requests_total" and labels.get("endpoint") == endpoint:
+                status = int(labels.get("status", "0"))
+                add("requests", sample.value)
+                if status >= 500 or (client_errors and status >= 400):
+                    add("errors", sample.value)
+            elif sample.name == "mlops_request_latency_seconds_bucket" and labels.get("endpoint") == endpoint:
+                add(f"le:{float(labels['le'])!r}", sample.value)
+            elif sample.name == "mlops_request_errors_total":
+                add(f"kind:{labels.get('kind', '?')}", sample.value)
+    return counters
+
+
+def canary_figures(texts: Iterable[str], *, client_errors: bool = True, endpoint: str = "/predict",
+                   baselines: Sequence[str] | None = None) -> CanaryFigures:
+    """Sum ``mlops_requests_total``, the latency histogram and ``mlops_request_errors_total`` over pods.
+
+    ``texts`` are Prometheus text expositions, one per pod. With ``baselines`` (the same pods'
+    expositions taken earlier, in the same order) only what happened since counts: each
+    counter and histogram bucket is the difference, so the p99 is that of the later requests.
+    """
+    pods = 0
+    total: dict[str, float] = {}
+    for index, text in enumerate(texts):
         pods += 1
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                labels = sample.labels
-                if sample.name == "mlops_requests_total" and labels.get("endpoint") == endpoint:
-                    status = int(labels.get("status", "0"))
-                    requests += int(sample.value)
-                    if status >= 500 or (client_errors and status >= 400):
-                        errors += int(sample.value)
-                elif sample.name == "mlops_request_latency_seconds_bucket" and labels.get("endpoint") == endpoint:
-                    bound = float(labels["le"])
-                    buckets[bound] = buckets.get(bound, 0.0) + sample.value
-                elif sample.name == "mlops_request_errors_total" and sample.value:
-                    kind = labels.get("kind", "?")
-                    kinds[kind] = kinds.get(kind, 0) + int(sample.value)
-    return CanaryFigures(pods, requests, errors, histogram_quantile(0.99, buckets), kinds)
+        now = _counters(text, client_errors=client_errors, endpoint=endpoint)
+        then = (_counters(baselines[index], client_errors=client_errors, endpoint=endpoint)
+                if baselines is not None else {})
+        for key, value in now.items():
+            # a counter below its baseline means the process restarted: everything it shows is new
+            total[key] = total.get(key, 0.0) + (value - then.get(key, 0.0) if value >= then.get(key, 0.0) else value)
+    buckets = {float(key[3:]): value for key, value in total.items() if key.startswith("le:")}
+    kinds = {key[5:]: int(value) for key, value in total.items() if key.startswith("kind:") and value}
+    return CanaryFigures(pods, int(total.get("requests", 0)), int(total.get("errors", 0)),
+                         histogram_quantile(0.99, buckets), kinds)
 
 
 def judge_canary(figures: CanaryFigures, policy: CanaryPolicy) -> list[str]:
@@ -514,6 +573,13 @@ class _Changes:
 
     def remember(self, kind: str, name: str, before: dict[str, Any] | None) -> None:
         self.before.setdefault((kind, name), before)
+
+    def in_undo_order(self) -> list[tuple[tuple[str, str], dict[str, Any] | None]]:
+        """Restores first, in the order applied (a ConfigMap before the Deployment reading it), then
+        deletions, last created first (a Deployment before the ConfigMap it reads)."""
+        restores = [item for item in self.before.items() if item[1] is not None]
+        deletions = [item for item in reversed(self.before.items()) if item[1] is None]
+        return restores + deletions
 
 
 def _restorable(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -544,10 +610,17 @@ class KubernetesTarget:
     :param settings: where and how the server runs.
     :param smoke_rows: feature rows to ``POST /predict`` as the smoke test, or a function
         ``(model_name, version) -> rows`` (records or a DataFrame); None skips the predict step.
+    :param token: the server's bearer token for the smoke tests and ``/metrics`` reads; default
+        the ``MLOPS_AIRFLOW_SERVER_TOKEN`` setting. Never logged, never put in an object.
     """
 
     def __init__(self, *, apps_v1: AppsV1Api, core_v1: CoreV1Api, settings: KubernetesSettings,
-                 smoke_rows: SmokeRows = None) -> None:
+                 smoke_rows: SmokeRows = None, token: str | None = None) -> None:
+        if token is None:
+            from mlops_airflow import settings as mlops_settings
+
+            token = mlops_settings.server_token()
+        self._token = token
         self.apps_v1 = apps_v1
         self.core_v1 = core_v1
         self.settings = settings
@@ -607,6 +680,8 @@ class KubernetesTarget:
         pods = self._ready_pods(deployment)
         for pod in pods:
             self._smoke(self._pod_server(pod, deployment), model_name, version, sha256)
+        # what the smoke tests did is not the window's traffic: judge only what comes after this
+        baselines = [self._pod_get(pod, deployment, "/metrics") for pod in pods]
         restarts = {p["metadata"]["name"]: _restarts(p) for p in pods}
         log.info("Canary %s: %d pod(s) serve v%s; watching them for %gs", name, len(pods), version, policy.window)
         deadline = time.monotonic() + policy.window
@@ -618,7 +693,7 @@ class KubernetesTarget:
                     raise DeployError(f"canary of {model_name} v{version}: pod {pod_name} restarted or stopped being "
                                       f"ready during the {policy.window:g}s window")
         texts = [self._pod_get(pod, deployment, "/metrics") for pod in pods]
-        figures = canary_figures(texts, client_errors=policy.client_errors)
+        figures = canary_figures(texts, client_errors=policy.client_errors, baselines=baselines)
         problems = judge_canary(figures, policy)
         if problems:
             raise DeployError(f"canary of {model_name} v{version} failed after a {policy.window:g}s window: "
@@ -660,7 +735,7 @@ class KubernetesTarget:
         return self._as_dict(obj)
 
     def _apply(self, obj: dict[str, Any], changes: _Changes, *, keep_previous: bool = True) -> None:
-        """Create ``obj``; when it exists (409), patch it. Remembers what was there first."""
+        """Create ``obj``; when it exists (409), replace it. Remembers what was there first."""
         from kubernetes.client.exceptions import ApiException
 
         kind, name, namespace = obj["kind"], obj["metadata"]["name"], self.settings.namespace
@@ -673,8 +748,33 @@ class KubernetesTarget:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            self._call(kind, "patch", name, namespace, obj, field_manager=manager)
-            log.info("Patched %s %s/%s (it existed)", kind, namespace, name)
+            self._replace(obj)
+            log.info("Replaced %s %s/%s (it existed)", kind, namespace, name)
+
+    def _replace(self, obj: dict[str, Any]) -> None:
+        """PUT ``obj`` over the live object, conditional on the resourceVersion just read.
+
+        A replace, not a patch: a field (an env key, a label) that ``obj`` no longer has goes
+        away. What the API server assigned and will not let change (a Service's cluster IPs
+        and node ports) is carried over from the live object. A concurrent change answers 409.
+        """
+        kind, name, namespace = obj["kind"], obj["metadata"]["name"], self.settings.namespace
+        body = copy.deepcopy(obj)
+        live = self._read(kind, name)
+        if live is None:
+            self._call(kind, "create", namespace, body, field_manager=self.settings.field_manager)
+            return
+        body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+        if kind == "Service":
+            live_spec, spec = live.get("spec") or {}, body.setdefault("spec", {})
+            for key in ("clusterIP", "clusterIPs"):
+                if live_spec.get(key) and key not in spec:
+                    spec[key] = live_spec[key]
+            node_ports = {port.get("name"): port.get("nodePort") for port in live_spec.get("ports") or []}
+            for port in spec.get("ports") or []:
+                if spec.get("type") in ("NodePort", "LoadBalancer") and node_ports.get(port.get("name")):
+                    port.setdefault("nodePort", node_ports[port.get("name")])
+        self._call(kind, "replace", name, namespace, body, field_manager=self.settings.field_manager)
 
     def _delete(self, kind: str, name: str) -> bool:
         from kubernetes.client.exceptions import ApiException
@@ -690,14 +790,13 @@ class KubernetesTarget:
     def _undo(self, changes: _Changes) -> str:
         """Put every touched object back as it was (last touched first); says what it did."""
         done, failed = [], []
-        for (kind, name), before in reversed(changes.before.items()):
+        for (kind, name), before in changes.in_undo_order():
             try:
                 if before is None:
                     if self._delete(kind, name):
                         done.append(f"deleted {kind} {name}")
                 else:
-                    self._call(kind, "replace", name, self.settings.namespace, _restorable(before),
-                               field_manager=self.settings.field_manager)
+                    self._replace(_restorable(before))
                     done.append(f"restored {kind} {name} to its previous spec")
             except Exception as exc:
                 failed.append(f"{kind} {name}: {self._describe(exc)}")
@@ -790,7 +889,7 @@ class KubernetesTarget:
         url, client = self._pod_server(pod, deployment)
         with client:
             try:
-                response = client.get(f"{url}{path}")
+                response = client.get(f"{url}{path}", headers=bearer_header(self._token))
             except httpx.TransportError as exc:
                 raise DeployError(f"GET {path} on pod {pod['metadata']['name']} failed: {exc}") from exc
         if response.status_code != 200:
@@ -803,7 +902,7 @@ class KubernetesTarget:
         url, client = server
         timeout = self.settings.ready_timeout
         with client, LocalServerTarget(url, timeout=timeout, poll=min(self.settings.poll_interval, 1.0),
-                                       client=client) as target:
+                                       client=client, token=self._token or "") as target:
             metadata = target.wait_for_version(model_name, version, sha256)
             rows = self._smoke_rows(model_name, version)
             if rows:

@@ -32,6 +32,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def bearer_header(token: str | None) -> dict[str, str]:
+    """``{"Authorization": "Bearer <token>"}``, or no header without a token (the one place it is built)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def _body_text(response: httpx.Response, limit: int = 2000) -> str:
     text = response.text
     return text if len(text) <= limit else text[:limit] + "…"
@@ -42,6 +47,8 @@ class LocalServerTarget:
 
     ``timeout`` bounds :meth:`wait_for_version`; ``poll`` is the pause between attempts.
     Pass ``client`` to control transport and TLS (tests pass an ``httpx.MockTransport``).
+    ``token`` is the server's bearer token (sent as ``Authorization: Bearer``); default the
+    ``MLOPS_AIRFLOW_SERVER_TOKEN`` setting, none when unset. It is never logged.
     """
 
     def __init__(
@@ -51,6 +58,7 @@ class LocalServerTarget:
         timeout: float = 60,
         poll: float = 0.5,
         client: httpx.Client | None = None,
+        token: str | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
@@ -63,6 +71,14 @@ class LocalServerTarget:
         # No I/O here: httpx.Client connects lazily, on the first request.
         self.client = client if client is not None else httpx.Client(timeout=10.0)
         self._model_name: str | None = None
+        if token is None:
+            from mlops_airflow import settings
+
+            token = settings.server_token()
+        self._headers = bearer_header(token)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"LocalServerTarget({self.base_url!r}, auth={'on' if self._headers else 'off'})"
 
     def close(self) -> None:
         if self._owns_client:
@@ -96,7 +112,7 @@ class LocalServerTarget:
         last_seen = "nothing yet"
         while True:
             try:
-                response = self.client.get(url)
+                response = self.client.get(url, headers=self._headers)
             except httpx.TransportError as exc:
                 last_seen = self._unreachable(exc)
             else:
@@ -157,7 +173,7 @@ class LocalServerTarget:
             response = self.client.post(
                 url,
                 content=json.dumps(body, allow_nan=False, default=str),
-                headers={"content-type": "application/json"},
+                headers={"content-type": "application/json", **self._headers},
             )
         except httpx.TransportError as exc:
             raise DeployError(self._unreachable(exc)) from exc

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 Target = Literal["local", "none", "kubernetes"]
 #: Arguments of :class:`~mlops_airflow.deploy.kubernetes.KubernetesSettings` that ``kubernetes_options`` may set.
-KUBERNETES_OPTIONS = ("name", "registry_uri", "template_dir", "env", "env_secret", "resources", "service_type",
-                      "service_port", "base_url", "ready_timeout", "poll_interval")
+KUBERNETES_OPTIONS = ("name", "registry_uri", "template_dir", "env", "env_secret", "token_secret", "resources",
+                      "service_type", "service_port", "base_url", "ready_timeout", "poll_interval")
 
 
 def check_target(target: str, allowed: tuple[str, ...] = ("local", "none")) -> None:
@@ -55,8 +55,9 @@ class DeployModelOperator(MlopsBaseOperator):
         ``max_p99_seconds``, ``min_requests``, ``client_errors``); None rolls out directly.
     :param rollout_timeout: seconds each rollout may take before it is rolled back.
     :param kubernetes_options: further settings: ``name``, ``registry_uri`` (as the pods reach it),
-        ``template_dir``, ``env``, ``env_secret``, ``resources``, ``service_type``, ``service_port``,
-        ``base_url``, ``ready_timeout``, ``poll_interval``.
+        ``template_dir``, ``env``, ``env_secret``, ``token_secret`` (the Secret the pods read the server
+        token from; the deploy's own calls send the ``MLOPS_AIRFLOW_SERVER_TOKEN`` setting of the worker),
+        ``resources``, ``service_type``, ``service_port``, ``base_url``, ``ready_timeout``, ``poll_interval``.
     """
 
     template_fields: Sequence[str] = ("registry_uri", "model_name", "version", "verdict_uri", "server_url",

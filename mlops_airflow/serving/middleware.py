@@ -3,8 +3,9 @@
 A plain ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which costs a task and a
 stream per request on the hot path). In order:
 
-1. auth, when a token is configured: ``Authorization: Bearer <token>`` compared in constant
-   time; ``/health`` and ``/ready`` stay open for probes (they reveal only whether and which
+1. auth, when a token is configured: ``Authorization: Bearer <token>`` (or the same in
+   ``X-Mlops-Airflow-Authorization``, for clients behind the Kubernetes API server's proxy,
+   which keeps ``Authorization`` for itself) compared in constant time; ``/health`` and ``/ready`` stay open for probes (they reveal only whether and which
    version is loaded), ``/metrics`` too when asked; else 401 with ``WWW-Authenticate``.
    The token is never logged nor echoed.
 2. the body limit: a ``Content-Length`` over the limit is refused before reading, and a
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 #: Paths answered without a token: what load balancers and Kubernetes probes call.
 OPEN_PATHS = frozenset({"/health", "/ready"})
 _REALM = b'Bearer realm="mlops-airflow"'
+#: The same ``Bearer <token>`` in another header: the Kubernetes API server's proxy takes
+#: ``Authorization`` for its own authentication and does not forward it to the pod.
+PROXY_AUTH_HEADER = "x-mlops-airflow-authorization"
 
 
 class _TooLarge(Exception):
@@ -61,10 +65,11 @@ async def send_json(send: Send, status: int, body: Any, headers: list[tuple[byte
 
 
 def bearer_token(scope: Scope) -> bytes | None:
-    """The token of an ``Authorization: Bearer ...`` header, or None."""
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            scheme, _, token = value.partition(b" ")
+    """The token of an ``Authorization: Bearer ...`` header, else of a :data:`PROXY_AUTH_HEADER` one, or None."""
+    headers = dict(scope.get("headers", ()))
+    for header in (b"authorization", PROXY_AUTH_HEADER.encode()):
+        if header in headers:
+            scheme, _, token = headers[header].partition(b" ")
             if scheme.lower() == b"bearer" and token.strip():
                 return bytes(token.strip())
             return None

@@ -3,7 +3,7 @@
 There is no cluster here. This speaks the REST paths the real ``kubernetes`` client calls
 for ConfigMaps, Services and Deployments (create -> 201 / 409 AlreadyExists, read -> 404,
 strategic-merge patch (simplified: maps merge, lists of named items merge by name, other
-lists are replaced), replace, delete), lists pods by label selector, and proxies to
+lists are replaced), replace (PUT; 409 Conflict on a stale metadata.resourceVersion), delete), lists pods by label selector, and proxies to
 Services and Pods. It validates every object it is sent against the Kubernetes OpenAPI
 schema (``kubernetes_validate``, strict), as an API server with strict field validation does.
 
@@ -273,6 +273,10 @@ class FakeKube:
                     return JSONResponse({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
             body = await request.json()
             with fake._lock:
+                given = (body.get("metadata") or {}).get("resourceVersion")
+                if request.method == "PUT" and given and given != old["metadata"]["resourceVersion"]:
+                    return status(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": the object '
+                                                   "has been modified; please apply your changes to the latest version")
                 if request.method == "PATCH":
                     if "strategic-merge-patch" not in request.headers.get("content-type", ""):
                         return status(415, "UnsupportedMediaType", "the fake speaks strategic merge patch only")
@@ -316,7 +320,9 @@ class FakeKube:
             return JSONResponse({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
 
         async def forward(backend: str, path: str, request: Request, body: bytes) -> Response:
-            headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "accept")}
+            # as the real API server: Authorization was its own and is not forwarded; other headers are
+            headers = {k: v for k, v in request.headers.items()
+                       if k.lower() in ("content-type", "accept", "x-mlops-airflow-authorization")}
             try:
                 async with httpx.AsyncClient(timeout=30) as client:
                     answer = await client.request(request.method, f"{backend}/{path}", content=body, headers=headers,

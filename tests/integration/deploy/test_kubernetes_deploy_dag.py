@@ -54,7 +54,9 @@ def test_deploy_operator_rolls_out_and_rolls_back_on_kubernetes(
     # The connection as a user would define it: conn type kubernetes, a kubeconfig and a namespace in extra.
     monkeypatch.setenv("AIRFLOW_CONN_FAKE_K8S", json.dumps(
         {"conn_type": "kubernetes", "extra": {"kube_config": fake_kube.kubeconfig(), "namespace": "team-a"}}))
-    options = {"kubernetes_options": {"poll_interval": 0.1, "ready_timeout": 120}}
+    options = {"kubernetes_options": {"poll_interval": 0.1, "ready_timeout": 120, "token_secret": "model-token/value"}}
+    # the server needs a token; the worker's setting gives the deploy its own copy, the pods get the Secret's
+    monkeypatch.setenv("MLOPS_AIRFLOW_SERVER_TOKEN", "dag-s3cret")
     v1 = build_version("m", JAN, promote=False, estimator=FAST)
     fake_kube.default_backend = model_server("m")
 
@@ -66,6 +68,9 @@ def test_deploy_operator_rolls_out_and_rolls_back_on_kubernetes(
     assert deployment is not None
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "example.org/mlops-airflow-server:test"
     assert fake_kube.get("configmaps", "mlops-m", "team-a")["data"]["MLOPS_AIRFLOW_REGISTRY_URI"] == registry.store.uri
+    assert {"name": "MLOPS_AIRFLOW_SERVER_TOKEN", "valueFrom": {"secretKeyRef": {"name": "model-token", "key": "value"}}} \
+        in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert "dag-s3cret" not in json.dumps(result) + json.dumps(fake_kube.get("configmaps", "mlops-m", "team-a"))
 
     v2 = build_version("m", BOTH, promote=False, key="k2", estimator=FAST)
     fake_kube.scenario["mlops-m"] = "stuck"

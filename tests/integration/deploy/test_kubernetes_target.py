@@ -52,11 +52,18 @@ def deploy(registry: Any, manifest: dict[str, Any], target: KubernetesTarget) ->
 
 
 def served_spec(fake: FakeKube, name: str = "mlops-m") -> tuple[str, str, int]:
-    """(ConfigMap version, pod-template sha256 annotation, generation) of a Deployment as the fake stores it."""
+    """(pod-env version, pod-template sha256 annotation, generation) of a Deployment as the fake stores it.
+
+    The pod env's sha256 must agree with the annotation, and the ConfigMap must not say a version at all.
+    """
     config_map, deployment = fake.get("configmaps", name, NS), fake.get("deployments", name, NS)
     assert config_map and deployment
-    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-    return config_map["data"]["MLOPS_AIRFLOW_MODEL_VERSION"], annotations[SHA_ANNOTATION], deployment["metadata"]["generation"]
+    assert not {"MLOPS_AIRFLOW_MODEL_VERSION", "MLOPS_AIRFLOW_MODEL_SHA256"} & set(config_map["data"])
+    template = deployment["spec"]["template"]
+    env = {item["name"]: item.get("value") for item in template["spec"]["containers"][0]["env"]}
+    annotation = template["metadata"]["annotations"][SHA_ANNOTATION]
+    assert env["MLOPS_AIRFLOW_MODEL_SHA256"] == annotation
+    return env["MLOPS_AIRFLOW_MODEL_VERSION"], annotation, deployment["metadata"]["generation"]
 
 
 def start_server(registry_uri: str, log_path: Path) -> ServerProcess:
@@ -68,30 +75,45 @@ def start_server(registry_uri: str, log_path: Path) -> ServerProcess:
     return server
 
 
-def test_create_then_patch_then_a_stuck_rollout_is_put_back(
-    registry: Any, build_version: Any, model_server: Any, fake_kube: FakeKube, kube_clients: Any
+def test_create_then_replace_then_a_stuck_rollout_is_put_back(
+    registry: Any, build_version: Any, model_server: Any, fake_kube: FakeKube, kube_clients: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The server wants a bearer token; the target sends the same setting, through the API server's proxy.
+    monkeypatch.setenv("MLOPS_AIRFLOW_SERVER_TOKEN", "k8s-s3cret")
     v1 = build_version("m", JAN, promote=False, estimator=FAST)
-    fake_kube.default_backend = model_server("m")
-    result = deploy(registry, v1, k8s_target(kube_clients, registry))
+    fake_kube.default_backend = server_url = model_server("m")
+    assert httpx.get(f"{server_url}/metadata", timeout=10).status_code == 401  # the token is required
+    result = deploy(registry, v1, k8s_target(kube_clients, registry, token_secret="mlops-m-token",
+                                             env={"FEATURE_FLAG": "on", "AWS_ENDPOINT_URL": "http://s3"}))
     assert result["promoted"] is True and result["served"] is True and result["server"]["version"] == 1
     assert served_spec(fake_kube) == ("1", v1["sha256"], 1)
     config_map = fake_kube.get("configmaps", "mlops-m", NS)
-    assert config_map is not None and config_map["data"]["MLOPS_AIRFLOW_MODEL_SHA256"] == v1["sha256"]
-    assert config_map["data"]["MLOPS_AIRFLOW_REGISTRY_URI"] == registry.store.uri
+    assert config_map is not None and config_map["data"]["MLOPS_AIRFLOW_REGISTRY_URI"] == registry.store.uri
+    assert config_map["data"]["FEATURE_FLAG"] == "on"
+    stored = json.dumps([fake_kube.get(p, "mlops-m", NS) for p in ("configmaps", "deployments", "services")])
+    assert "k8s-s3cret" not in stored and '"secretKeyRef": {"name": "mlops-m-token", "key": "token"}' in stored
     assert fake_kube.get("services", "mlops-m", NS) is not None
     assert fake_kube.calls("POST", "/deployments") == [201]
     # the smoke test went through the Service proxy to the real server: its answers, not the fake's
     assert fake_kube.calls("GET", "/services/mlops-m/proxy/metadata")[-1] == 200
     assert fake_kube.calls("POST", "/services/mlops-m/proxy/predict") == [200]
 
-    # The next version: every object exists (409), so each is patched.
+    # The next version: every object exists (409), so each is replaced; what settings dropped goes away.
     v2 = build_version("m", BOTH, promote=False, key="k2", estimator=FAST)
-    result = deploy(registry, v2, k8s_target(kube_clients, registry))
+    result = deploy(registry, v2, k8s_target(kube_clients, registry, env={"AWS_ENDPOINT_URL": "http://s3"}))
     assert result["server"]["version"] == 2 and result["previous_version"] == 1
     assert fake_kube.calls("POST", "/deployments") == [201, 409]
-    assert fake_kube.calls("PATCH", "/deployments/mlops-m") == [200]
+    assert fake_kube.calls("PUT", "/deployments/mlops-m") == [200]
+    assert fake_kube.calls("PATCH", "/") == []
     assert served_spec(fake_kube) == ("2", v2["sha256"], 2)
+    config_map = fake_kube.get("configmaps", "mlops-m", NS)
+    assert config_map is not None and "FEATURE_FLAG" not in config_map["data"]
+    assert config_map["data"]["AWS_ENDPOINT_URL"] == "http://s3"
+    live = fake_kube.get("deployments", "mlops-m", NS)
+    assert live is not None
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    assert "MLOPS_AIRFLOW_SERVER_TOKEN" not in {item["name"] for item in container["env"]}  # no token_secret now
     before = fake_kube.get("deployments", "mlops-m", NS)
     assert before is not None and registry.get_alias("m", "champion")["version"] == 2
 
@@ -104,7 +126,9 @@ def test_create_then_patch_then_a_stuck_rollout_is_put_back(
     assert "rolled back to v2" in message
     assert "Deployment ml/mlops-m did not roll out within 2s" in message
     assert "ImagePullBackOff" in message  # why, as the pods' status says
-    assert "restored Deployment mlops-m to its previous spec" in message
+    # the ConfigMap first: a Deployment restored before it could start pods on the rejected settings
+    assert ("restored ConfigMap mlops-m to its previous spec, restored Deployment mlops-m to its previous spec, "
+            "restored Service mlops-m to its previous spec") in message
     assert registry.get_alias("m", "champion")["version"] == 2
     version, sha, generation = served_spec(fake_kube)
     assert (version, sha, generation) == ("2", v2["sha256"], 4)  # created, patched, patched to v3, put back
@@ -156,7 +180,8 @@ def test_a_canary_is_promoted_when_healthy_and_removed_when_its_errors_are_over_
     registry: Any, registry_uri: str, build_version: Any, model_server: Any, fake_kube: FakeKube, kube_clients: Any,
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    healthy = CanaryPolicy(share=0.5, window=1.0, max_error_rate=0.0, max_p99_seconds=10.0)
+    # no traffic but the smoke tests, which do not count: nothing to require here
+    healthy = CanaryPolicy(share=0.5, window=1.0, max_error_rate=0.0, max_p99_seconds=10.0, min_requests=0)
     v1 = build_version("m", JAN, promote=False, estimator=FAST)
     fake_kube.default_backend = model_server("m")
     deploy(registry, v1, k8s_target(kube_clients, registry, canary=healthy))
@@ -170,9 +195,9 @@ def test_a_canary_is_promoted_when_healthy_and_removed_when_its_errors_are_over_
             result = deploy(registry, v2, k8s_target(kube_clients, registry, canary=healthy))
         assert result["server"]["version"] == 2
         assert fake_kube.calls("POST", "/deployments") == [201, 201, 409]  # the canary, then the main patched
-        # on the canary's pod itself: the smoke test, then its metrics after the window
+        # on the canary's pod itself: the smoke test, its metrics after it and after the window
         assert fake_kube.calls("POST", "/pods/mlops-m-canary-") == [200]
-        assert fake_kube.calls("GET", "/proxy/metrics") == [200]
+        assert fake_kube.calls("GET", "/proxy/metrics") == [200, 200]
         assert fake_kube.calls("DELETE", "/deployments/mlops-m-canary")[-1] == 200  # after the main rolled out
         assert fake_kube.get("deployments", "mlops-m-canary", NS) is None
         assert served_spec(fake_kube) == ("2", v2["sha256"], 2)
@@ -182,12 +207,15 @@ def test_a_canary_is_promoted_when_healthy_and_removed_when_its_errors_are_over_
         # v3's canary gets bad requests during its window: it is removed, the main Deployment never touched.
         v3 = build_version("m", BOTH, promote=False, key="k3", estimator=FAST,
                            gate={"baseline": {"min_improvement": 0.0}, "champion": {"max_drop": 1.0}})
-        strict = CanaryPolicy(share=0.5, window=8.0, max_error_rate=0.1, max_p99_seconds=10.0)
+        strict = CanaryPolicy(share=0.5, window=8.0, max_error_rate=0.1, max_p99_seconds=10.0, min_requests=0)
         smoked = len(fake_kube.calls("POST", "/pods/mlops-m-canary-"))
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             running = pool.submit(deploy, registry, v3, k8s_target(kube_clients, registry, canary=strict))
-            eventually(lambda: len(fake_kube.calls("POST", "/pods/mlops-m-canary-")) > smoked or running.done(),
-                       timeout=READY_TIMEOUT, what="the canary's smoke test")
+            # the bad requests go after the baseline /metrics read that follows the smoke test
+            metrics_read = len(fake_kube.calls("GET", "/proxy/metrics"))
+            eventually(lambda: (len(fake_kube.calls("POST", "/pods/mlops-m-canary-")) > smoked
+                                and len(fake_kube.calls("GET", "/proxy/metrics")) > metrics_read) or running.done(),
+                       timeout=READY_TIMEOUT, what="the canary's smoke test and baseline")
             for _ in range(4):
                 bad = httpx.post(f"{canary_server.url}/predict", json={"rows": [{"hour": 77}]}, timeout=10)
                 assert bad.status_code == 422
@@ -197,9 +225,10 @@ def test_a_canary_is_promoted_when_healthy_and_removed_when_its_errors_are_over_
         canary_server.stop()
     message = str(failure.value)
     assert "canary of m v3 failed after a 8s window" in message and "rolled back to v2" in message
-    assert "(4 of " in message and "is over the limit 0.1" in message and "validation=4" in message
+    # only the window's traffic: the 4 bad requests, not the smoke test's successful one
+    assert "(4 of 4)" in message and "is over the limit 0.1" in message and "validation=4" in message
     assert fake_kube.get("deployments", "mlops-m-canary", NS) is None
     assert fake_kube.get("configmaps", "mlops-m-canary", NS) is None
-    assert fake_kube.calls("PATCH", "/deployments/mlops-m") == [200]  # only v2's promotion
+    assert fake_kube.calls("PUT", "/deployments/mlops-m") == [200]  # only v2's promotion
     assert served_spec(fake_kube) == ("2", v2["sha256"], 2)
     assert registry.get_alias("m", "champion")["version"] == 2

@@ -54,8 +54,31 @@ def test_rendered_objects_are_valid_kubernetes_objects(track: str) -> None:
     assert container["envFrom"][0] == {"configMapRef": {"name": name}}
     assert (container["readinessProbe"]["httpGet"]["path"], container["livenessProbe"]["httpGet"]["path"]) == (
         "/ready", "/health")
-    assert config_map["data"] == {"MLOPS_AIRFLOW_MODEL_NAME": "Taxi Tips", "MLOPS_AIRFLOW_MODEL_VERSION": "7",
-                                  "MLOPS_AIRFLOW_MODEL_SHA256": SHA, "MLOPS_AIRFLOW_REGISTRY_URI": "s3://models/registry"}
+    # the version and checksum are the pod template's own (its ReplicaSet's), not a shared ConfigMap's
+    assert config_map["data"] == {"MLOPS_AIRFLOW_MODEL_NAME": "Taxi Tips", "MLOPS_AIRFLOW_REGISTRY_URI": "s3://models/registry"}
+    assert container["env"] == [{"name": "MLOPS_AIRFLOW_MODEL_VERSION", "value": "7"},
+                                {"name": "MLOPS_AIRFLOW_MODEL_SHA256", "value": SHA}]
+
+
+@pytest.mark.parametrize(("token_secret", "ref"), [("model-token", {"name": "model-token", "key": "token"}),
+                                                    ("shared/server-token", {"name": "shared", "key": "server-token"})])
+def test_the_server_token_reaches_the_pods_from_a_secret_only(token_secret: str, ref: dict[str, str]) -> None:
+    objects = render(settings(token_secret=token_secret), "m", 3, SHA)
+    for obj in objects.values():
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    container = objects["deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"][-1] == {"name": "MLOPS_AIRFLOW_SERVER_TOKEN", "valueFrom": {"secretKeyRef": ref}}
+    assert "MLOPS_AIRFLOW_SERVER_TOKEN" not in objects["configmap"]["data"]
+    plain = render(settings(), "m", 3, SHA)["deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert [item["name"] for item in plain["env"]] == ["MLOPS_AIRFLOW_MODEL_VERSION", "MLOPS_AIRFLOW_MODEL_SHA256"]
+
+
+@pytest.mark.parametrize("key", ["MLOPS_AIRFLOW_SERVER_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                                 "DB_PASSWORD", "my_secret", "GITHUB_TOKEN"])
+def test_credentials_are_refused_in_the_configmap_env(key: str) -> None:
+    with pytest.raises(ValueError, match=f"env: {key} looks like a credential"):
+        settings(env={"AWS_ENDPOINT_URL": "http://s3", key: "hunter2"})
+    assert settings(env={"AWS_ENDPOINT_URL": "http://s3", "AWS_ACCESS_KEY_ID_FILE": "/x"}).env  # others pass
 
 
 def test_settings_reach_the_objects_with_their_types() -> None:
@@ -116,6 +139,8 @@ def test_a_value_cannot_change_the_shape_of_a_template() -> None:
         ({"service_type": "ExternalName"}, "service_type must be ClusterIP, NodePort or LoadBalancer"),
         ({"service_port": 70000}, r"service_port must be \[1, 65535\]"),
         ({"base_url": "mlops.example"}, "base_url must be an http"),
+        ({"token_secret": "a/b/c"}, "token_secret must be a Secret name or 'name/key'"),
+        ({"token_secret": "name/"}, "token_secret must be a Secret name or 'name/key'"),
     ],
 )
 def test_settings_name_the_bad_field(overrides: dict[str, Any], message: str) -> None:
@@ -168,6 +193,14 @@ def deployment(generation: int = 2, **status: Any) -> dict[str, Any]:
 )
 def test_rollout_status_reads_like_kubectl(status: dict[str, Any], done: bool, seen: str) -> None:
     assert rollout_status(deployment(**status)) == (done, seen)
+
+
+def test_a_stale_failure_condition_does_not_fail_a_new_generation() -> None:
+    # generation 3 was just written; the deadline condition is the controller's verdict on generation 2
+    stale = deployment(generation=3, observedGeneration=2, conditions=[
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"},
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "exceeded quota"}])
+    assert rollout_status(stale) == (False, "the controller has not yet seen generation 3 (observed 2)")
 
 
 def test_a_deployment_that_cannot_progress_fails_at_once() -> None:
@@ -226,10 +259,30 @@ def test_canary_figures_sum_the_pods_predict_traffic() -> None:
     assert canary_figures([POD_A, POD_B], client_errors=False).errors == 1  # only the 500
 
 
+def test_canary_figures_from_a_baseline_count_only_the_later_traffic() -> None:
+    # POD_A's baseline: the smoke test's 2 fast successes; POD_B had seen nothing yet
+    smoke = """# TYPE mlops_requests_total counter
+mlops_requests_total{endpoint="/predict",status="200"} 2.0
+# TYPE mlops_request_latency_seconds histogram
+mlops_request_latency_seconds_bucket{endpoint="/predict",le="0.01"} 2.0
+mlops_request_latency_seconds_bucket{endpoint="/predict",le="0.1"} 2.0
+mlops_request_latency_seconds_bucket{endpoint="/predict",le="+Inf"} 2.0
+"""
+    figures = canary_figures([POD_A, POD_B], baselines=[smoke, ""])
+    assert (figures.pods, figures.requests, figures.errors) == (2, 8, 3)
+    assert figures.error_kinds == {"validation": 2, "internal": 1}
+    # since the baseline: 2 under 0.01s, 4 in (0.01, 0.1], 2 above 0.1s: the p99 is the top finite bound
+    assert figures.p99_seconds == pytest.approx(0.1)
+    only_smoke = canary_figures([smoke], baselines=[smoke])
+    assert (only_smoke.requests, only_smoke.p99_seconds) == (0, None)
+    assert judge_canary(only_smoke, CanaryPolicy()) == [
+        "only 0 /predict requests reached it (at least 20 needed)"]  # the default asks for real traffic
+
+
 def test_judging_a_canary_says_what_is_over_the_limit() -> None:
     figures = CanaryFigures(pods=1, requests=10, errors=3, p99_seconds=0.8, error_kinds={"internal": 3})
-    problems = judge_canary(figures, CanaryPolicy(max_error_rate=0.05, max_p99_seconds=0.5))
+    problems = judge_canary(figures, CanaryPolicy(max_error_rate=0.05, max_p99_seconds=0.5, min_requests=10))
     assert problems == ["error rate 0.3000 (3 of 10) is over the limit 0.05", "p99 latency 0.8000s is over the limit 0.5s"]
-    assert judge_canary(figures, CanaryPolicy(max_error_rate=0.5, max_p99_seconds=1.0)) == []
+    assert judge_canary(figures, CanaryPolicy(max_error_rate=0.5, max_p99_seconds=1.0, min_requests=10)) == []
     quiet = CanaryFigures(pods=1, requests=0, errors=0, p99_seconds=None, error_kinds={})
     assert judge_canary(quiet, CanaryPolicy(min_requests=5)) == ["only 0 /predict requests reached it (at least 5 needed)"]
