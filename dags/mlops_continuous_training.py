@@ -35,8 +35,8 @@ INCLUDE = HERE / "include" if (HERE / "include").is_dir() else HERE.parent / "in
 with DAG(
     dag_id="mlops_continuous_training",
     description="Validate, train, gate, register and deploy a scikit-learn model",
-    schedule=None,
-    catchup=False,
+    schedule="@daily",  # retrain on a clock by default; mlops_new_data / mlops_asset_training retrain on events
+    catchup=False,  # a missed day is not worth a backlog of runs on the same data
     max_active_runs=1,  # one CT run per model at a time: two racing runs would compare against a moving champion
     render_template_as_native_obj=True,  # keep dict Params (estimator_params, gate) as dicts, not strings
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},  # transient storage errors only
@@ -49,6 +49,11 @@ with DAG(
         "estimator": Param("auto", type="string",
                            description="Dotted path of a scikit-learn estimator, or auto (chosen from the target)"),
         "estimator_params": Param({}, type="object", description="Keyword arguments for the estimator"),
+        "pipeline_factory": Param(None, type=["null", "string"],
+                                  description="Dotted path of an allowlisted pipeline factory, instead of estimator"),
+        "search_space": Param({}, type="object",
+                              description='Parameters to tune: lists, or {"type": "loguniform", "low": .., "high": ..}'),
+        "tuning": Param({}, type="object", description="Search options: method (halving_random), cv, n_candidates, ..."),
         "row_key": Param("trip_id", type=["null", "string"],
                          description="Column whose hash picks the holdout rows (none: hash the whole row)"),
         "gate": Param(None, type=["null", "string", "object"],
@@ -64,6 +69,7 @@ with DAG(
         model_name="{{ params.model_name }}",
         validation="{{ params.validation }}",
         retries=0,  # bad data does not get better by retrying
+        outlets=[],  # this run trains on it already: an Asset event would start mlops_asset_training as well
     )
     train = TrainModelOperator(
         task_id="train",
@@ -73,6 +79,9 @@ with DAG(
         estimator="{{ params.estimator }}",
         estimator_params="{{ params.estimator_params }}",
         row_key="{{ params.row_key }}",
+        pipeline_factory="{{ params.pipeline_factory }}",
+        search_space="{{ params.search_space }}",
+        tuning="{{ params.tuning }}",
     )
     evaluate = EvaluateModelOperator(
         task_id="evaluate",

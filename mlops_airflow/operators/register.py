@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.operators.base import MlopsBaseOperator
+from mlops_airflow.operators.links import ModelVersionLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -25,7 +26,10 @@ class RegisterModelOperator(MlopsBaseOperator):
     """
 
     template_fields: Sequence[str] = ("registry_uri", "model_name", "candidate_sha256", "verdict_uri")
+    operator_extra_links = (ModelVersionLink(),)
     default_timeout = timedelta(minutes=10)
+    #: Set once registered; the extra link opens its page.
+    model_version: int | None = None
 
     def __init__(
         self, *, model_name: str, candidate_sha256: str, verdict_uri: str, **kwargs: Any
@@ -53,5 +57,6 @@ class RegisterModelOperator(MlopsBaseOperator):
             idempotency_key=idempotency_key(lineage["dag_id"], lineage["run_id"], lineage["task_id"], lineage["map_index"]),
             lineage=lineage,
         )
+        self.model_version = manifest["version"]
         self.log.info("Registered %s version %s", self.model_name, manifest["version"])
         return {"model_name": self.model_name, "version": manifest["version"], "sha256": manifest["sha256"]}

@@ -11,7 +11,22 @@ from mlops_airflow.operators.base import MlopsBaseOperator
 from mlops_airflow.operators.links import ValidationReportLink
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Asset, Context
+
+
+#: The alias every ValidateDataOperator emits through by default; it resolves to :func:`validated_asset`.
+VALIDATED_ALIAS = "mlops_validated_dataset"
+
+
+def validated_asset(model_name: str) -> Asset:
+    """The Asset of ``model_name``'s validated dataset: schedule training DAGs on it.
+
+    The ``x-`` scheme is Airflow's convention for custom schemes: it skips the provider
+    URI normalizers, which would load every provider (boto3 included) while parsing.
+    """
+    from airflow.sdk import Asset
+
+    return Asset(f"x-mlops://{model_name}/validated")
 
 
 def dag_folder(context: Context) -> str | None:
@@ -43,6 +58,14 @@ class ValidateDataOperator(MlopsBaseOperator):
     :param redact_samples: leave sample values out of results and reports (they can be personal data).
     :param snapshot: store the validated data for training (default). False for validation-only
         tasks: a file is then read for just the columns the spec needs.
+
+    Asset events: after a successful validation the task emits an event with ``extra``
+    ``{model_name, dataset_uri, data_uri, fingerprint, rows, report_uri}``, so DAGs
+    scheduled on the validated data start. By default the outlet is the alias
+    :data:`VALIDATED_ALIAS`, which resolves at run time to
+    ``validated_asset(model_name)`` (``x-mlops://<model>/validated``): the model name may
+    be a template. Give ``outlets=[Asset(...)]`` to emit on your own asset instead, or
+    ``outlets=[]`` for none. A failed validation emits nothing.
     """
 
     template_fields: Sequence[str] = ("registry_uri", "data_uri", "target", "model_name", "validation")
@@ -62,6 +85,10 @@ class ValidateDataOperator(MlopsBaseOperator):
         snapshot: bool = True,
         **kwargs: Any,
     ) -> None:
+        if "outlets" not in kwargs:
+            from airflow.sdk import AssetAlias
+
+            kwargs["outlets"] = [AssetAlias(VALIDATED_ALIAS)]
         super().__init__(**kwargs)
         self.snapshot = snapshot
         self.data_uri = data_uri
@@ -96,4 +123,25 @@ class ValidateDataOperator(MlopsBaseOperator):
             "Validation passed: %s rows, %s checks (%s warnings); report: %s",
             summary.get("rows"), stats.get("evaluated"), stats.get("failed_warnings"), summary["report_uri"],
         )
+        self.emit_asset_events(context, summary)
         return summary
+
+    def emit_asset_events(self, context: Context, summary: dict[str, Any]) -> None:
+        from airflow.sdk import Asset, AssetAlias
+
+        extra = {
+            "model_name": self.model_name,
+            "dataset_uri": summary.get("dataset_uri"),
+            "data_uri": summary["data_uri"],
+            "fingerprint": summary["fingerprint"],
+            "rows": None if summary.get("rows") is None else int(summary["rows"]),
+            "report_uri": summary["report_uri"],
+        }
+        for outlet in self.outlets:
+            if isinstance(outlet, AssetAlias):
+                asset = validated_asset(self.model_name)
+                context["outlet_events"][outlet].add(asset, extra=extra)
+                self.log.info("Asset event for %s through alias %s", asset.uri, outlet.name)
+            elif isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra.update(extra)
+                self.log.info("Asset event for %s", outlet.uri)
