@@ -21,8 +21,17 @@ _EXPORTS = {
     "DeployModelOperator": "mlops_airflow.operators.deploy",
     "RunSummaryOperator": "mlops_airflow.operators.summary",
     "RollbackModelOperator": "mlops_airflow.operators.rollback",
+    "PlanBatchOperator": "mlops_airflow.operators.batch",
+    "BatchPredictOperator": "mlops_airflow.operators.batch",
+    "PublishBatchOperator": "mlops_airflow.operators.batch",
+    "SplitSegmentsOperator": "mlops_airflow.operators.segments",
+    "SegmentSummaryOperator": "mlops_airflow.operators.segments",
+    "CleanupOperator": "mlops_airflow.operators.cleanup",
+    "CommitNewDataOperator": "mlops_airflow.operators.watermark",
+    "S3NewDataSensor": "mlops_airflow.sensors.s3",
     "RegistryHook": "mlops_airflow.hooks.registry",
     "ModelRegistry": "mlops_airflow.registry",
+    "open_registry": "mlops_airflow.registry",
     "open_store": "mlops_airflow.storage",
 }
 

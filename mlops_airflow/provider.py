@@ -17,6 +17,10 @@ OPERATOR_MODULES = [
     "mlops_airflow.operators.deploy",
     "mlops_airflow.operators.summary",
     "mlops_airflow.operators.rollback",
+    "mlops_airflow.operators.batch",
+    "mlops_airflow.operators.segments",
+    "mlops_airflow.operators.cleanup",
+    "mlops_airflow.operators.watermark",
 ]
 
 
@@ -27,7 +31,9 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Continuous training of scikit-learn models with quality gates between the stages.",
         "integrations": [{"integration-name": "mlops-airflow", "tags": ["software"]}],
         "operators": [{"integration-name": "mlops-airflow", "python-modules": OPERATOR_MODULES}],
+        "sensors": [{"integration-name": "mlops-airflow", "python-modules": ["mlops_airflow.sensors.s3"]}],
         "hooks": [{"integration-name": "mlops-airflow", "python-modules": ["mlops_airflow.hooks.registry"]}],
+        "triggers": [{"integration-name": "mlops-airflow", "python-modules": ["mlops_airflow.sensors.triggers.s3"]}],
         "extra-links": [
             "mlops_airflow.operators.links.ValidationReportLink",
             "mlops_airflow.operators.links.GateReportLink",
@@ -74,6 +80,14 @@ def get_provider_info() -> dict[str, Any]:
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "my_team.checks.prediction_bias",
+                        "default": "",
+                    },
+                    "pipeline_factory_allowlist": {
+                        "description": "Comma-separated dotted paths of pipeline factories a DAG may name "
+                        "(none by default).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "my_team.pipelines.trips_pipeline",
                         "default": "",
                     },
                     "estimator_allowlist": {

@@ -16,17 +16,26 @@ REPO = Path(__file__).resolve().parents[3]
 
 def test_public_exports_are_pinned() -> None:
     assert mlops_airflow.__all__ == [
+        "BatchPredictOperator",
+        "CleanupOperator",
+        "CommitNewDataOperator",
         "DeployModelOperator",
         "EvaluateModelOperator",
         "GateApprovalOperator",
         "ModelRegistry",
+        "PlanBatchOperator",
+        "PublishBatchOperator",
         "RegisterModelOperator",
         "RegistryHook",
         "RollbackModelOperator",
         "RunSummaryOperator",
+        "S3NewDataSensor",
+        "SegmentSummaryOperator",
+        "SplitSegmentsOperator",
         "TrainModelOperator",
         "ValidateDataOperator",
         "__version__",
+        "open_registry",
         "open_store",
     ]
     for name in mlops_airflow.__all__:
@@ -44,7 +53,7 @@ def test_provider_info_matches_the_distribution_and_airflows_schema() -> None:
     jsonschema.validate(info, json.loads(schema_path.read_text()))
     entry_points = metadata.entry_points(group="apache_airflow_provider")
     assert any(ep.value == "mlops_airflow.provider:get_provider_info" for ep in entry_points)
-    for group in ("operators", "hooks"):
+    for group in ("operators", "sensors", "hooks", "triggers"):
         for module in info[group][0]["python-modules"]:
             __import__(module)
 
@@ -61,13 +70,25 @@ def test_airflow_discovers_the_provider() -> None:
     ("operator", "fields"),
     [
         ("ValidateDataOperator", ("registry_uri", "data_uri", "target", "model_name", "validation")),
-        ("TrainModelOperator", ("registry_uri", "model_name", "dataset_uri", "target", "estimator", "estimator_params", "row_key")),
+        ("TrainModelOperator", ("registry_uri", "model_name", "dataset_uri", "target", "estimator", "estimator_params", "row_key",
+                                "pipeline_factory", "search_space", "tuning")),
         ("EvaluateModelOperator", ("registry_uri", "model_name", "candidate_sha256", "gate")),
         ("RegisterModelOperator", ("registry_uri", "model_name", "candidate_sha256", "verdict_uri")),
-        ("DeployModelOperator", ("registry_uri", "model_name", "version", "verdict_uri", "server_url")),
+        ("DeployModelOperator", ("registry_uri", "model_name", "version", "verdict_uri", "server_url", "namespace",
+                                 "image")),
         ("RunSummaryOperator", ("registry_uri", "model_name")),
         ("RollbackModelOperator", ("registry_uri", "model_name", "to_version", "reason", "server_url")),
         ("GateApprovalOperator", ("subject", "body", "model_name", "verdict_uri", "registry_uri")),
+        ("CleanupOperator", ("registry_uri", "model_name")),
+        ("CommitNewDataOperator", ("registry_uri", "state_key", "claim")),
+        ("S3NewDataSensor", ("prefix_uri", "pattern", "state_key", "registry_uri")),
+        ("SplitSegmentsOperator", ("registry_uri", "data_uri", "segment_column", "model_prefix")),
+        ("SegmentSummaryOperator", ("registry_uri", "fail_on_failure")),
+        ("PublishBatchOperator", ("registry_uri", "partitions")),
+        ("PlanBatchOperator", ("registry_uri", "model_name", "input_uri", "output_uri", "alias", "id_columns",
+                               "ignore_columns", "chunk_rows", "partitions", "on_invalid", "output_format")),
+        ("BatchPredictOperator", ("registry_uri", "model_name", "input_uri", "output_uri", "alias", "id_columns",
+                                  "ignore_columns", "chunk_rows", "on_invalid", "output_format")),
     ],
 )
 def test_template_fields_are_pinned(operator: str, fields: tuple[str, ...]) -> None:
@@ -75,7 +96,7 @@ def test_template_fields_are_pinned(operator: str, fields: tuple[str, ...]) -> N
 
 
 def test_deploy_operator_rejects_an_unknown_target() -> None:
-    with pytest.raises(ValueError, match="target must be 'local' or 'none'"):
+    with pytest.raises(ValueError, match="target must be 'local', 'none' or 'kubernetes'"):
         mlops_airflow.DeployModelOperator(task_id="d", model_name="m", version=1, verdict_uri="x", target="k8s")
 
 
@@ -88,19 +109,13 @@ def test_extra_links_are_registered_and_attached() -> None:
     assert info["extra-links"] == [
         "mlops_airflow.operators.links.ValidationReportLink",
         "mlops_airflow.operators.links.GateReportLink",
+        "mlops_airflow.operators.links.ModelVersionLink",
     ]
     assert [link.name for link in mlops_airflow.ValidateDataOperator.operator_extra_links] == ["Validation report"]
     assert [link.name for link in mlops_airflow.EvaluateModelOperator.operator_extra_links] == ["Gate report"]
-
-
-@pytest.mark.parametrize(
-    ("uri", "url"),
-    [("/srv/reg/m/r.html", "file:///srv/reg/m/r.html"), ("s3://b/p/r.html", "https://b.s3.amazonaws.com/p/r.html"),
-     (None, "")],
-)
-def test_report_links_point_somewhere_a_browser_can_open(uri: str | None, url: str) -> None:
-    from mlops_airflow.operators.links import GateReportLink
-
-    operator = mlops_airflow.EvaluateModelOperator(task_id="e", model_name="m", candidate_sha256="x")
-    operator.report_uri = uri
-    assert GateReportLink().get_link(operator, ti_key=None) == url
+    assert [link.name for link in mlops_airflow.RegisterModelOperator.operator_extra_links] == ["Model version"]
+    assert [link.name for link in mlops_airflow.DeployModelOperator.operator_extra_links] == ["Model version"]
+    registered = {path.rsplit(".", 1)[1] for path in info["extra-links"]}
+    attached = {type(link).__name__ for name in mlops_airflow.__all__ if name.endswith("Operator")
+                for link in getattr(mlops_airflow, name).operator_extra_links}
+    assert attached <= registered  # the UI can only show links whose class the provider registers
