@@ -21,6 +21,7 @@ OPERATOR_MODULES = [
     "mlops_airflow.operators.segments",
     "mlops_airflow.operators.cleanup",
     "mlops_airflow.operators.watermark",
+    "mlops_airflow.operators.monitor",
 ]
 
 

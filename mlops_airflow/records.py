@@ -16,7 +16,7 @@ from mlops_airflow.exceptions import RegistryError
 
 #: The newest record format this code writes and reads.
 FORMAT_VERSION = 1
-RecordKind = Literal["manifest", "alias", "verdict"]
+RecordKind = Literal["manifest", "alias", "verdict", "drift"]
 
 
 @functools.cache

@@ -118,3 +118,78 @@ def load_dag(file_name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.dag
+
+
+def trips_pipeline(*, numeric: list[str], categorical: list[str]) -> Any:
+    """A pipeline factory for tests (allowlisted as ``testsupport.trips_pipeline``): own feature engineering."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures, StandardScaler
+
+    features = ColumnTransformer([
+        ("interactions", make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
+                                       PolynomialFeatures(degree=2, interaction_only=True)), numeric),
+        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
+    ])
+    return Pipeline([("features", features), ("clf", LogisticRegression(max_iter=500))])
+
+
+def xcom_value(run: Any, task_id: str, key: str = "return_value") -> Any:
+    """One XCom of a finished ``dag.test()`` run, read from the metadata DB."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.query(XComModel).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=key).one()
+        return XComModel.deserialize_value(row)
+
+
+def asset_events(uri: str, run_id: str) -> list[dict[str, Any]]:
+    """The asset events a run emitted for the asset ``uri`` (``extra`` and source task), from the metadata DB."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == uri, AssetEvent.source_run_id == run_id)
+        ).all()
+        return [{"extra": dict(row.extra), "source_task_id": row.source_task_id} for row in rows]
+
+
+def unpause_dag(dag_id: str) -> None:
+    """Parse the DAGs folder into the metadata DB and unpause ``dag_id``, as a user would.
+
+    DAGs start paused, and a paused DAG is not queued by asset events.
+    """
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    manager = DagBundlesManager()
+    manager.sync_bundles_to_db()
+    bundle = manager.get_bundle("dags-folder")
+    bundle.initialize()
+    sync_bag_to_db(BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name),
+                   bundle.name, bundle.version)
+    with create_session() as session:
+        model = session.get(DagModel, dag_id)
+        assert model is not None, f"{dag_id} is not in the DAGs folder (or does not parse)"
+        model.is_paused = False
+
+
+def asset_queued_for(dag_id: str, uri: str) -> bool:
+    """Whether an event of the asset ``uri`` waits to start ``dag_id`` (what the scheduler reads)."""
+    from airflow.models.asset import AssetDagRunQueue, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return session.scalar(
+            select(AssetDagRunQueue).join(AssetModel, AssetDagRunQueue.asset_id == AssetModel.id)
+            .where(AssetModel.uri == uri, AssetDagRunQueue.target_dag_id == dag_id)
+        ) is not None

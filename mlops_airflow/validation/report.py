@@ -227,6 +227,11 @@ small to matter.</p>
 <div class="columns">{cards}</div>"""
 
 
+def render_drift_report(drift: dict[str, Any], *, title: str, intro: str = "") -> str:
+    """A self-contained HTML page of a drift result alone (the drift section of :func:`render_report`)."""
+    return page(title, f"<h1>{escape(title)}</h1>\n<p>{escape(intro)}</p>\n{_drift_section(drift)}", extra_css=_STYLE)
+
+
 def render_report(summary: dict[str, Any], *, title: str) -> str:
     """A self-contained HTML page of a validation summary: the checks, a plot per column and,
     when the summary has a ``drift`` result, a drift table with reference-vs-current plots.

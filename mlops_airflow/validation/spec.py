@@ -173,6 +173,18 @@ def drift_config(spec: dict | None) -> dict | None:
     return drift
 
 
+def normalise_drift(raw: Any, *, source: str = "drift settings") -> dict:
+    """A ``drift`` section given on its own (a drift monitor's thresholds), normalised as in a spec.
+
+    Raises :class:`ValidationSpecError` naming every bad field.
+    """
+    check = _Checker({})
+    drift = _normalise_drift(check, {} if raw is None else raw)
+    if check.problems or drift is None:
+        raise ValidationSpecError(_problems_message(source, check.problems or ["expected a mapping"]))
+    return drift
+
+
 # -- parsing -------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testsupport import SAMPLE, SPEC, load_dag
+from testsupport import SAMPLE, SPEC, asset_events, asset_queued_for, load_dag, unpause_dag, xcom_value
 
 pytestmark = pytest.mark.integration
 MODEL = "trip_tips"  # mlops_asset_training is scheduled on this model's validated asset
@@ -17,57 +17,6 @@ def landing(s3_endpoint: str, s3_client: Any, s3_bucket: str, monkeypatch: pytes
     """An S3 prefix reached through the standard AWS environment (no Airflow connection)."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     return f"s3://{s3_bucket}/landing"
-
-
-def asset_events(uri: str, run_id: str) -> list[Any]:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.scalars(
-            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == uri, AssetEvent.source_run_id == run_id)
-        ).all()
-        return [{"extra": dict(row.extra), "source_task_id": row.source_task_id} for row in rows]
-
-
-def xcom(run: Any, task_id: str, key: str) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.query(XComModel).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=key).one()
-        return XComModel.deserialize_value(row)
-
-
-def unpause(dag_id: str) -> None:
-    """As a user would: DAGs start paused, and a paused DAG is not queued by asset events."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
-    from airflow.models.dag import DagModel
-    from airflow.utils.session import create_session
-
-    manager = DagBundlesManager()
-    manager.sync_bundles_to_db()
-    bundle = manager.get_bundle("dags-folder")
-    bundle.initialize()
-    sync_bag_to_db(BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name),
-                   bundle.name, bundle.version)
-    with create_session() as session:
-        session.get(DagModel, dag_id).is_paused = False
-
-
-def queued_for(dag_id: str, uri: str) -> bool:
-    from airflow.models.asset import AssetDagRunQueue, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        return session.scalar(
-            select(AssetDagRunQueue).join(AssetModel, AssetDagRunQueue.asset_id == AssetModel.id)
-            .where(AssetModel.uri == uri, AssetDagRunQueue.target_dag_id == dag_id)
-        ) is not None
 
 
 def test_new_data_is_validated_emits_an_asset_event_and_trains(
@@ -89,13 +38,13 @@ def test_new_data_is_validated_emits_an_asset_event_and_trains(
         return found
 
     monkeypatch.setattr(S3NewDataTrigger, "_poll", poll_then_land)
-    unpause("mlops_asset_training")
+    unpause_dag("mlops_asset_training")
     dag = load_dag("mlops_new_data.py")
     dag.get_task("wait_for_data").poke_interval = 0.05
     run = dag.test(run_conf={"prefix_uri": landing, "pattern": "*.csv", "model_name": MODEL, "validation": str(SPEC)})
     assert str(run.state) == "success"
     assert polls == [0, 1]  # deferred (the worker looked first), one empty look in the trigger, then the file
-    handed_on = xcom(run, "wait_for_data", "uris")
+    handed_on = xcom_value(run, "wait_for_data", "uris")
     assert handed_on == [f"{landing}/trips_2026_01.csv"]
     assert registry.store.exists(f"_watermarks/{MODEL}.new_data.json")
 
@@ -105,7 +54,7 @@ def test_new_data_is_validated_emits_an_asset_event_and_trains(
     assert extra["data_uri"] == f"{landing}/*.csv" and extra["model_name"] == MODEL
     assert extra["rows"] > 100 and extra["fingerprint"].startswith("sha256:")
     assert extra["dataset_uri"].startswith(registry.store.uri) and extra["dataset_uri"].endswith("dataset.json")
-    assert queued_for("mlops_asset_training", f"x-mlops://{MODEL}/validated")  # the scheduler would start training
+    assert asset_queued_for("mlops_asset_training", f"x-mlops://{MODEL}/validated")  # the scheduler would start training
 
     # The training the event starts, run here with the event's snapshot.
     model_server(MODEL)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from mlops_airflow.provider import get_provider_info
+
 REPO = Path(__file__).resolve().parents[3]
 HEAVY = ("pandas", "sklearn", "great_expectations", "boto3", "kubernetes", "mlflow")
 PROBE = """
@@ -30,9 +32,15 @@ def heavy_imports(target: str) -> list[str]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+#: Example DAGs allowed a heavy import, and why. The SQS AssetWatcher example must build the
+#: common-messaging MessageQueueTrigger at parse time, and that module loads every queue
+#: provider (the Amazon one imports boto3).
+HEAVY_DAG_EXCEPTIONS = {"mlops_s3_event_training.py": ["boto3"]}
+
+
 @pytest.mark.parametrize("dag_file", sorted(str(p) for p in (REPO / "dags").glob("*.py")))
 def test_parsing_a_dag_file_imports_nothing_heavy(dag_file: str) -> None:
-    assert heavy_imports(dag_file) == []
+    assert heavy_imports(dag_file) == HEAVY_DAG_EXCEPTIONS.get(Path(dag_file).name, [])
 
 
 @pytest.mark.parametrize(
@@ -41,9 +49,11 @@ def test_parsing_a_dag_file_imports_nothing_heavy(dag_file: str) -> None:
         "mlops_airflow",
         "mlops_airflow.provider",
         "mlops_airflow.cli",
-        "mlops_airflow.hooks.registry",
-        *(f"mlops_airflow.operators.{name}" for name in
-          ("validate", "train", "evaluate", "approve", "register", "deploy", "summary", "rollback", "links")),
+        # every operator, sensor, hook and trigger module Airflow is told about, so a new one is covered too
+        *(module for group in ("operators", "sensors", "hooks", "triggers")
+          for module in get_provider_info()[group][0]["python-modules"]),
+        "mlops_airflow.operators.links",
+        "mlops_airflow.plugins.plugin",
     ],
 )
 def test_operator_hook_and_package_modules_import_nothing_heavy(module: str) -> None:
@@ -53,3 +63,9 @@ def test_operator_hook_and_package_modules_import_nothing_heavy(module: str) -> 
 def test_the_probe_would_notice_a_heavy_import() -> None:
     assert heavy_imports("mlops_airflow.training.train") == []  # lazy inside functions...
     assert "pandas" in heavy_imports("pandas")  # ...and the probe does see a real one
+
+
+def test_the_pod_training_operator_is_the_named_exception() -> None:
+    # Subclassing the provider's KubernetesPodOperator loads the kubernetes client (bench/pod_operator_import.py);
+    # it must stay that module's cost alone, never the other operators' or a DAG's that does not train in pods.
+    assert heavy_imports("mlops_airflow.operators.kubernetes_train") == ["kubernetes"]
