@@ -7,8 +7,10 @@ with a clear message instead of misreading them.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
+import math
 from importlib import resources
 from typing import Any, Literal
 
@@ -44,3 +46,23 @@ def check_readable(kind: str, record: dict[str, Any], where: str) -> dict[str, A
             f"{where} is a {kind} in format {version!r}, newer than this mlops-airflow reads ({FORMAT_VERSION}): upgrade"
         )
     return record
+
+
+def json_scalar(value: Any) -> Any:
+    """A single value (a frame cell, a numpy scalar) as JSON can carry it.
+
+    numpy scalars are unboxed, NaN / infinities / pandas NA / NaT become null, dates and
+    timestamps ISO text; anything else is returned as is.
+    """
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str, bytes)):
+        try:
+            value = value.item()
+        except (ValueError, TypeError):
+            pass
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (datetime.datetime, datetime.date)) or type(value).__name__ == "Timestamp":
+        return value.isoformat()
+    return value

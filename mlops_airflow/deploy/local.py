@@ -7,29 +7,13 @@ waiting until the server, which follows the alias, reports the new version and c
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Any
 
 import httpx
 
 from mlops_airflow.exceptions import DeployError
-
-
-def _jsonable(value: Any) -> Any:
-    """A row value as JSON can carry it: numpy scalars unboxed, NaN / NA as null."""
-    if hasattr(value, "item") and not isinstance(value, (list, dict, str, bytes)):
-        try:
-            value = value.item()
-        except (ValueError, TypeError):
-            pass
-    if value is None or type(value).__name__ in ("NAType", "NaTType"):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if type(value).__name__ == "Timestamp":
-        return value.isoformat()
-    return value
+from mlops_airflow.records import json_scalar
 
 
 def bearer_header(token: str | None) -> dict[str, str]:
@@ -167,7 +151,7 @@ class LocalServerTarget:
 
     def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """``POST /predict`` with ``rows`` (records); the server's answer, or DeployError with its body."""
-        body = {"rows": [{str(key): _jsonable(value) for key, value in row.items()} for row in rows]}
+        body = {"rows": [{str(key): json_scalar(value) for key, value in row.items()} for row in rows]}
         url = f"{self.base_url}/predict"
         try:
             response = self.client.post(

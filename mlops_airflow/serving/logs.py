@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import random
 import socket
@@ -30,6 +29,7 @@ from collections import deque
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from mlops_airflow.records import json_scalar
 from mlops_airflow.storage import open_store
 
 if TYPE_CHECKING:
@@ -52,22 +52,6 @@ def model_prefix(model_name: str) -> str:
 def _worker_id() -> str:
     host = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in socket.gethostname())[:40]
     return f"{host}-{os.getpid()}"
-
-
-def _plain(value: Any) -> Any:
-    """A frame cell as JSON can carry it: numpy scalars unboxed, NaN / NA as null, timestamps as text."""
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        try:
-            value = value.item()
-        except (ValueError, TypeError):
-            pass
-    if value is None or type(value).__name__ in ("NAType", "NaTType"):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (datetime, date)) or type(value).__name__ == "Timestamp":
-        return value.isoformat()
-    return value
 
 
 class _Entry:
@@ -93,8 +77,8 @@ class _Entry:
                 "version": self.version,
                 "request_id": self.request_id,
                 "row": index,
-                "features": {str(key): _plain(value) for key, value in features.items()},
-                "prediction": _plain(self.predictions[index]),
+                "features": {str(key): json_scalar(value) for key, value in features.items()},
+                "prediction": json_scalar(self.predictions[index]),
             }
             if self.probabilities is not None and self.classes is not None:
                 record["probabilities"] = {

@@ -23,6 +23,7 @@ import math
 from typing import TYPE_CHECKING, Any, Literal
 
 from mlops_airflow.exceptions import ConfigError
+from mlops_airflow.records import json_scalar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -195,14 +196,8 @@ def _folds(task: str, opts: dict[str, Any]) -> Any:
     return cls(n_splits=opts["cv"], shuffle=True, random_state=opts["random_state"])
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-ready value (numpy scalars become Python numbers)."""
-    value = value.item() if hasattr(value, "item") else value
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def _unprefixed(params: dict[str, Any], prefix: str) -> dict[str, Any]:
-    return {key.removeprefix(prefix): _plain(value) for key, value in params.items()}
+    return {key.removeprefix(prefix): json_scalar(value) for key, value in params.items()}
 
 
 def _halving_search(
@@ -237,8 +232,8 @@ def _halving_search(
         if key in seen:
             continue
         seen.add(key)
-        top.append({"params": params, "mean_score": _plain(results["mean_test_score"][i]),
-                    "std_score": _plain(results["std_test_score"][i]), "resources": _plain(results["n_resources"][i])})
+        top.append({"params": params, "mean_score": json_scalar(results["mean_test_score"][i]),
+                    "std_score": json_scalar(results["std_test_score"][i]), "resources": json_scalar(results["n_resources"][i])})
         if len(top) == opts["top_k"]:
             break
     return search.best_estimator_, {
@@ -247,7 +242,7 @@ def _halving_search(
         "n_iterations": int(search.n_iterations_),
         "resources": [int(r) for r in search.n_resources_],
         "best_params": _unprefixed(search.best_params_, prefix),
-        "best_score": _plain(search.best_score_),
+        "best_score": json_scalar(search.best_score_),
         "top": top,
     }
 
@@ -285,7 +280,7 @@ def _optuna_search(
         "n_iterations": 1,
         "resources": [len(X)],
         "best_params": _unprefixed(study.best_params, ""),
-        "best_score": _plain(study.best_value),
-        "top": [{"params": _unprefixed(t.params, ""), "mean_score": _plain(t.value),
+        "best_score": json_scalar(study.best_value),
+        "top": [{"params": _unprefixed(t.params, ""), "mean_score": json_scalar(t.value),
                  "std_score": t.user_attrs.get("std_score"), "resources": len(X)} for t in done[: opts["top_k"]]],
     }
