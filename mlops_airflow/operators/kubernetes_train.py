@@ -18,6 +18,8 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.providers.cncf.kubernetes.secret import Secret
 from kubernetes.client import models as k8s
 
+from mlops_airflow.operators.train import TRAINING_FIELDS, training_arguments
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -64,11 +66,7 @@ class KubernetesTrainOperator(KubernetesPodOperator):
     :param credentials_secret: name of a Kubernetes Secret whose keys become the pod's environment.
     """
 
-    template_fields: Sequence[str] = (
-        *KubernetesPodOperator.template_fields,
-        "model_name", "dataset_uri", "target", "estimator", "estimator_params", "row_key",
-        "pipeline_factory", "search_space", "tuning", "registry_uri",
-    )
+    template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, *TRAINING_FIELDS, "registry_uri")
     ui_color = "#e8f4ea"
 
     def __init__(
@@ -111,6 +109,7 @@ class KubernetesTrainOperator(KubernetesPodOperator):
         self.registry_uri = registry_uri
         self.conn_id = conn_id
         self.credentials_secret = credentials_secret
+        self._env_set_by_us: frozenset[str] = frozenset()
 
     @cached_property
     def registry_hook(self) -> RegistryHook:
@@ -127,19 +126,7 @@ class KubernetesTrainOperator(KubernetesPodOperator):
         lineage = MlopsBaseOperator.lineage(context) if context else {}
         claim = (idempotency_key(lineage["dag_id"], lineage["run_id"], lineage["task_id"], lineage["map_index"])
                  + f"/try-{lineage['try_number']}") if lineage else "dry-run"
-        return {
-            "model_name": str(self.model_name),
-            "dataset_uri": str(self.dataset_uri),
-            "target": str(self.target),
-            "estimator": str(self.estimator or "auto"),
-            "estimator_params": self.estimator_params or None,
-            "row_key": str(self.row_key) if self.row_key else None,
-            "pipeline_factory": str(self.pipeline_factory) if self.pipeline_factory else None,
-            "search_space": self.search_space or None,
-            "tuning": self.tuning or None,
-            "lineage": {**lineage, "pod": True},
-            "claim": claim,
-        }
+        return {**training_arguments(self), "lineage": {**lineage, "pod": True}, "claim": claim}
 
     def _s3_env(self) -> dict[str, str]:
         """Endpoint and region from the connection (never its keys: those come from the Secret)."""
@@ -162,19 +149,70 @@ class KubernetesTrainOperator(KubernetesPodOperator):
             convert_env_vars_or_raise_error,
         )
 
-        request = self.training_request(context)
-        for name in ("estimator_params", "search_space", "tuning"):
-            if request[name] is not None and not isinstance(request[name], dict):
-                raise ValueError(f"{name} must be a mapping, got {request[name]!r}")
+        request = self.training_request(context)  # checked: a bad mapping raises ConfigError here
         self.arguments = [json.dumps(request, sort_keys=True)]
-        ours = {"MLOPS_AIRFLOW_REGISTRY_URI": self.registry_hook.registry_uri}
-        if ours["MLOPS_AIRFLOW_REGISTRY_URI"].startswith("s3://"):
-            ours.update(self._s3_env())
+        ours = self.pod_env()
         given = convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
+        # Ours would win anyway (they come last), but a DAG that sets one of them means
+        # something else than what the pod will do: say so instead of ignoring it.
+        taken = [e.name for e in given if e.name in ours and e.name not in self._env_set_by_us]
+        if taken:
+            raise ValueError(f"env_vars: {taken[0]} is set by the operator from the worker's settings; "
+                             f"do not set it in env_vars (set it in the worker's [mlops_airflow] config)")
         self.env_vars = [e for e in given if e.name not in ours] + [k8s.V1EnvVar(name=k, value=v) for k, v in ours.items()]
+        self._env_set_by_us = frozenset(ours)  # a rebuild (a retry) finds them in env_vars: not the DAG's
         return super().build_pod_request_obj(context, dry_run=dry_run)
 
+    def pod_env(self) -> dict[str, str]:
+        """The settings the pod must share with this worker: registry, S3 endpoint, allowlists.
+
+        The allowlists are the worker's resolved ``[mlops_airflow]`` settings, so the pod
+        allows what the worker would. An empty list is passed as an empty variable, which the
+        pod reads as unset: it then falls back to the image's own ``[mlops_airflow]`` config,
+        if it has one.
+        """
+        from mlops_airflow import settings
+
+        env = {"MLOPS_AIRFLOW_REGISTRY_URI": self.registry_hook.registry_uri}
+        if env["MLOPS_AIRFLOW_REGISTRY_URI"].startswith("s3://"):
+            env.update(self._s3_env())
+        env["MLOPS_AIRFLOW_ESTIMATOR_ALLOWLIST"] = ",".join(settings.estimator_allowlist_extra())
+        env["MLOPS_AIRFLOW_PIPELINE_FACTORY_ALLOWLIST"] = ",".join(settings.pipeline_factory_allowlist())
+        return env
+
+    def cleanup(self, pod: k8s.V1Pod, remote_pod: k8s.V1Pod, xcom_result: dict | None = None,
+                context: Context | None = None) -> None:
+        """The provider's, but a pod whose entrypoint exited 2 (retrying cannot help) fails the task for good.
+
+        Both ways of running the pod (waiting, or deferred) end here with the finished pod.
+        """
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+        from mlops_airflow.pipeline.entrypoint import EXIT_PERMANENT
+
+        try:
+            super().cleanup(pod, remote_pod, xcom_result, context)
+        except (AirflowSkipException, AirflowFailException):
+            raise
+        except AirflowException as exc:
+            code = terminated_exit_code(remote_pod, self.base_container_name)
+            if code != EXIT_PERMANENT:
+                raise
+            message = (f"the training pod exited {code}: the request, data or spec is wrong, "
+                       f"retrying cannot help (the reason is the last line of the pod's log)")
+            if context is not None:
+                context["ti"].xcom_push(key="error", value=message)
+            raise AirflowFailException(f"{message}\n{exc}") from exc
+
     def execute(self, context: Context) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from mlops_airflow.exceptions import ConfigError
+
+        try:  # bad arguments fail here, for good, before a pod is asked for
+            self.build_pod_request_obj(context, dry_run=True)
+        except (ConfigError, ValueError) as exc:
+            raise AirflowFailException(str(exc)) from exc
         super().execute(context)  # with deferrable=True this defers, and trigger_reentry collects
         return self.collect(context)
 
@@ -205,3 +243,12 @@ class KubernetesTrainOperator(KubernetesPodOperator):
             ti.xcom_push(key=key, value=value)
         ti.xcom_push(key="return_value", value=result)
         return None
+
+
+def terminated_exit_code(pod: k8s.V1Pod | None, container_name: str) -> int | None:
+    """The exit code of the pod's container ``container_name`` if it has terminated, else None."""
+    statuses = (pod.status.container_statuses if pod is not None and pod.status else None) or []
+    for status in statuses:
+        if status.name == container_name and status.state and status.state.terminated:
+            return int(status.state.terminated.exit_code)
+    return None

@@ -12,6 +12,36 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
+#: The training arguments both training operators take and template (``run_training``'s own).
+TRAINING_FIELDS: tuple[str, ...] = (
+    "model_name", "dataset_uri", "target", "estimator", "estimator_params", "row_key", "pipeline_factory",
+    "search_space", "tuning",
+)
+
+
+def training_arguments(task: Any) -> dict[str, Any]:
+    """``task``'s rendered training fields as ``run_training`` takes them; raises ``ConfigError`` for a bad one.
+
+    One reading for :class:`TrainModelOperator` and the pod operator, so a DAG gets the same
+    candidate whichever trains it: text fields as strings, empty options as None.
+    """
+    from mlops_airflow.pipeline.entrypoint import check_mappings
+
+    values = {name: getattr(task, name) for name in TRAINING_FIELDS}
+    check_mappings(values)
+    return {
+        "model_name": str(values["model_name"]),
+        "dataset_uri": str(values["dataset_uri"]),
+        "target": str(values["target"]),
+        "estimator": str(values["estimator"] or "auto"),
+        "estimator_params": values["estimator_params"] or None,
+        "row_key": str(values["row_key"]) if values["row_key"] else None,
+        "pipeline_factory": str(values["pipeline_factory"]) if values["pipeline_factory"] else None,
+        "search_space": values["search_space"] or None,
+        "tuning": values["tuning"] or None,
+    }
+
+
 class TrainModelOperator(MlopsBaseOperator):
     """Fit an allowlisted scikit-learn estimator inside the default preprocessing, or a factory's pipeline.
 
@@ -32,10 +62,7 @@ class TrainModelOperator(MlopsBaseOperator):
         top_k) (templated).
     """
 
-    template_fields: Sequence[str] = (
-        "registry_uri", "model_name", "dataset_uri", "target", "estimator", "estimator_params", "row_key",
-        "pipeline_factory", "search_space", "tuning",
-    )
+    template_fields: Sequence[str] = ("registry_uri", *TRAINING_FIELDS)
     text_fields: Sequence[str] = (*MlopsBaseOperator.text_fields, "pipeline_factory")
     default_timeout = timedelta(hours=2)
 
@@ -65,26 +92,9 @@ class TrainModelOperator(MlopsBaseOperator):
         self.tuning = tuning
 
     def run(self, context: Context) -> dict[str, Any]:
-        from mlops_airflow.exceptions import ConfigError
         from mlops_airflow.pipeline.train import run_training, short_candidate
 
-        for name in ("estimator_params", "search_space", "tuning"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, dict):
-                raise ConfigError(f"{name} must be a mapping, got {value!r}")
-        record = run_training(
-            self.registry,
-            model_name=self.model_name,
-            dataset_uri=self.dataset_uri,
-            target=self.target,
-            estimator=self.estimator,
-            estimator_params=self.estimator_params,
-            row_key=self.row_key or None,
-            lineage=self.lineage(context),
-            pipeline_factory=self.pipeline_factory or None,
-            search_space=self.search_space or None,
-            tuning=self.tuning or None,
-        )
+        record = run_training(self.registry, **training_arguments(self), lineage=self.lineage(context))
         self.log.info(
             "Trained %s (%s) in %ss: candidate %s (%d bytes)",
             record["estimator"], record["task_type"], record["fit_seconds"], record["sha256"][:12], record["size_bytes"],

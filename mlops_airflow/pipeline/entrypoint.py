@@ -10,8 +10,9 @@ the process writes a small *training claim* at a key derived from the request's 
 one line of JSON. The operator then reads the claim from the registry by that key, so a
 log line lost, truncated or interleaved cannot change what is evaluated.
 
-Exit status: 0 on success; 2 when retrying cannot help (bad request, data or spec),
-with a one-line reason on stderr; 1 for anything else (e.g. storage), which may be retried.
+Exit status: 0 on success; :data:`EXIT_PERMANENT` (2) when retrying cannot help (bad
+request, data or spec), with a one-line reason on stderr; 1 for anything else (e.g.
+storage), which may be retried. The pod operator fails its task without retries on 2.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import hashlib
 import json
 import logging
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlops_airflow.exceptions import (
@@ -33,6 +35,9 @@ from mlops_airflow.registry import ModelRegistry
 from mlops_airflow.registry.registry import check_name
 
 log = logging.getLogger(__name__)
+
+#: The exit status meaning "retrying cannot help".
+EXIT_PERMANENT = 2
 
 #: The request's fields: run_training's arguments, plus ``claim``.
 REQUIRED = ("model_name", "dataset_uri", "target")
@@ -50,10 +55,24 @@ def check_request(request: Any) -> dict[str, Any]:
     for name in REQUIRED:
         if not isinstance(request.get(name), str) or not request[name]:
             raise ConfigError(f"training request: {name} is required (a non-empty string)")
-    for name in ("estimator_params", "search_space", "tuning", "lineage"):
-        if request.get(name) is not None and not isinstance(request[name], dict):
-            raise ConfigError(f"training request: {name} must be an object, got {request[name]!r}")
+    check_mappings(request, (*MAPPING_FIELDS, "lineage"), where="training request: ")
     return request
+
+
+#: The training arguments that must be mappings (JSON objects) when given.
+MAPPING_FIELDS = ("estimator_params", "search_space", "tuning")
+
+
+def check_mappings(fields: Mapping[str, Any], names: Sequence[str] = MAPPING_FIELDS, *, where: str = "") -> None:
+    """Raise :class:`ConfigError` naming the first of ``names`` given in ``fields`` but not a mapping.
+
+    One check for every way training is asked for: the in-process operator, the pod
+    operator and the pod's entrypoint.
+    """
+    for name in names:
+        value = fields.get(name)
+        if value is not None and not isinstance(value, Mapping):
+            raise ConfigError(f"{where}{name} must be a mapping (a JSON object), got {value!r}")
 
 
 def request_hash(request: dict[str, Any]) -> str:
@@ -119,6 +138,6 @@ def main(argv: list[str] | None = None) -> int:
         result = run_request(open_registry(args.registry), request)
     except MlopsError as exc:
         print(f"training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, PERMANENT_ERRORS) else 1
+        return EXIT_PERMANENT if isinstance(exc, PERMANENT_ERRORS) else 1
     print(json.dumps(result, sort_keys=True))
     return 0

@@ -1,7 +1,7 @@
 """Many models: one per segment (store, region, zone), each through the whole pipeline on its own.
 
-:func:`split_segments` cuts a dataset into one file per value of a segment column, in the
-artifact store, and names each segment's model; a DAG maps the pipeline over them.
+:func:`split_segments` cuts a dataset into one file per value of a segment column (CSV for
+CSV input, Parquet keeping the column types otherwise), in the artifact store, and names each segment's model; a DAG maps the pipeline over them.
 :func:`classify_segment` and :func:`summarise_segments` turn each segment's stage states
 and results into promoted / kept / failed, with the reason, for the run's last task.
 """
@@ -41,7 +41,10 @@ def split_segments(
     min_rows: int = DEFAULT_MIN_ROWS,
     s3_client: Any | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Write one CSV per segment into the store; returns (segments to train, segments too small to).
+    """Write one file per segment into the store; returns (segments to train, segments too small to).
+
+    A segment file has the input's format: CSV for CSV input, Parquet (keeping the column
+    types) for anything else.
 
     Each segment is ``{"segment", "model_name", "data_uri", "rows"}``; the model is named
     ``<model_prefix><segment>``. Files go under a key derived from the data's fingerprint and
@@ -52,6 +55,9 @@ def split_segments(
     frame = dataset.frame
     if segment_column not in frame.columns:
         raise DataError(f"segment_column {segment_column!r} is not in the data (columns: {', '.join(map(str, frame.columns))})")
+    # The input's own format: Parquet (or SQL) types would become guesses in a CSV (integers
+    # with gaps, timestamps, text with leading zeros), and a CSV's rows are validated as CSV.
+    suffix = "csv" if dataset.format == "csv" else "parquet"
     base = hashlib.sha256(f"{dataset.fingerprint}|{segment_column}".encode()).hexdigest()[:24]
     segments: list[dict[str, Any]] = []
     too_small: list[dict[str, Any]] = []
@@ -66,14 +72,20 @@ def split_segments(
         if len(part) < min_rows:
             too_small.append({**entry, "reason": f"{len(part)} rows, fewer than min_rows={min_rows}"})
             continue
-        key = f"_segments/{base}/{slug}.csv"
-        buffer = io.StringIO()
-        part.to_csv(buffer, index=False)
-        registry.store.write_bytes(key, buffer.getvalue().encode())
+        key = f"_segments/{base}/{slug}.{suffix}"
+        registry.store.write_bytes(key, _segment_bytes(part, suffix))
         segments.append({**entry, "data_uri": registry.store.url(key)})
     if not segments and not too_small:
         raise DataError(f"segment_column {segment_column!r} has no values: nothing to train")
     return segments, too_small
+
+
+def _segment_bytes(part: Any, suffix: str) -> bytes:
+    if suffix == "csv":
+        return str(part.to_csv(index=False)).encode()
+    buffer = io.BytesIO()
+    part.to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 def classify_segment(states: dict[str, str], results: dict[str, Any], errors: dict[str, str | None]) -> dict[str, Any]:

@@ -138,7 +138,7 @@ def report(name: str, path: str) -> HTMLResponse:
     from mlops_airflow.exceptions import ArtifactNotFound
     from mlops_airflow.registry.registry import check_name
 
-    if not urls.REPORT_KEY.match(path):
+    if not urls.REPORT_KEY.fullmatch(path):
         raise HTTPException(status_code=404, detail="not a report")
     try:
         data = registry().store.read_bytes(f"{check_name(name)}/{path}")

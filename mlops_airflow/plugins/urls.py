@@ -14,7 +14,9 @@ URL_PREFIX = "/mlops"
 UI_ROUTE = "mlops-models"
 #: The report files a report URL may name, relative to the model's folder in the registry:
 #: validation reports of dataset snapshots and gate reports of verdicts. Nothing else is served.
-REPORT_KEY = re.compile(r"^(datasets/[A-Za-z0-9_.-]+/validation\.html|artifacts/[0-9a-f]{64}/verdicts/[0-9a-f]+\.html)$")
+#: Use it with ``fullmatch`` (``$`` would let a trailing newline through); a segment may not
+#: start with ``.``, so ``..`` (and hidden names) never reach the store.
+REPORT_KEY = re.compile(r"datasets/[A-Za-z0-9_-][A-Za-z0-9_.-]*/validation\.html|artifacts/[0-9a-f]{64}/verdicts/[0-9a-f]+\.html")
 
 
 def _join(base: str, path: str) -> str:
@@ -37,7 +39,7 @@ def version_url(name: str, version: int | str, base: str = "") -> str:
 def report_url(name: str, key: str, base: str = "") -> str | None:
     """The URL serving the report at registry ``key`` (``<name>/...``); None if it is not a report of ``name``."""
     relative = key.removeprefix(f"{name}/") if key.startswith(f"{name}/") else None
-    if relative is None or not REPORT_KEY.match(relative):
+    if relative is None or not REPORT_KEY.fullmatch(relative):
         return None
     return _join(base, f"/models/{quote(name, safe='')}/reports/{relative}")
 

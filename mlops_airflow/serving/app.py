@@ -429,7 +429,7 @@ def create_app(
             return _json(422, {"detail": {"errors": parsed.errors, "warnings": parsed.warnings}}, headers)
         if isinstance(result, (ValueError, TypeError)):
             # scikit-learn signals input it cannot handle with ValueError / TypeError
-            metrics.error("validation")
+            metrics.error("model")
             errors = [f"the model rejected the rows: {result}"]
             return _json(422, {"detail": {"errors": errors, "warnings": parsed.warnings}}, headers)
         if isinstance(result, Exception):

@@ -17,6 +17,8 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any
 
+from mlops_airflow.exceptions import MlopsError
+
 if TYPE_CHECKING:
     import asyncio
 
@@ -107,6 +109,9 @@ class MicroBatcher:
     :func:`predict_rows` gives), or the exception predicting it raised: a batch that fails
     is predicted again request by request, so that only the request at fault gets the error.
     Requests for different model versions (during a swap) are never mixed in one batch.
+    Anything else that fails while a batch is handled is given, as an :class:`MlopsError`,
+    to each request of that batch (the server answers 500 ``internal``), and the thread
+    goes on with the next batch.
     """
 
     def __init__(self, max_rows: int = DEFAULT_BATCH_ROWS) -> None:
@@ -154,8 +159,18 @@ class MicroBatcher:
                     break
                 batch.append(following)
                 rows += following.parsed.rows
-            for item, result in zip(batch, self._predict_batch(batch), strict=True):
-                item.loop.call_soon_threadsafe(_settle, item.future, result)
+            try:
+                results = self._predict_batch(batch)
+            except Exception as exc:  # this thread answers every request: it must outlive any surprise
+                log.exception("predict: a batch of %d requests failed", len(batch))
+                # Not the ValueError itself: that would read as "the model rejected the rows" (422).
+                failure = MlopsError(f"the prediction batch failed: {type(exc).__name__}: {exc}")
+                results = [failure] * len(batch)
+            for item, result in zip(batch, results, strict=True):
+                try:
+                    item.loop.call_soon_threadsafe(_settle, item.future, result)
+                except RuntimeError:  # the request's event loop has closed: nobody is waiting
+                    log.debug("predict: an answer arrived after its event loop closed")
 
     def _predict_batch(self, batch: list[_Job]) -> list[Any]:
         if len(batch) == 1:

@@ -9,9 +9,13 @@ environment variable, and Prometheus metrics go through a multiprocess directory
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import tempfile
+import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.exceptions import ConfigError
@@ -23,6 +27,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from mlops_airflow.persistence import SkewPolicy
+
+log = logging.getLogger(__name__)
 
 #: The import string uvicorn's workers build the app from.
 APP_FACTORY = "mlops_airflow.serving.server:app_from_env"
@@ -86,19 +92,92 @@ def run(config: ServerConfig, *, s3_client: Any | None = None) -> None:
         "log_config": _log_config(config.log_level),
         "access_log": False,  # one line per prediction is a log flood; /metrics counts them instead
     }
+    from mlops_airflow.serving.metrics import MULTIPROC_ENV
+
+    given_dir = os.environ.get(MULTIPROC_ENV)
+    if given_dir:
+        wipe_metrics_dir(given_dir)  # before any metric of this run exists
     if config.workers == 1:
         uvicorn.run(build_app(config, s3_client=s3_client), workers=1, **common)
         return
     made_dir = None
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if not given_dir:
         made_dir = tempfile.mkdtemp(prefix="mlops-airflow-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made_dir
+        os.environ[MULTIPROC_ENV] = made_dir
     os.environ[CONFIG_ENV] = config.to_env()
+    reaper = DeadWorkerReaper(given_dir or str(made_dir))
+    reaper.start()
     try:
         uvicorn.run(APP_FACTORY, factory=True, workers=config.workers, **common)
     finally:
+        reaper.stop()
         if made_dir is not None:
             shutil.rmtree(made_dir, ignore_errors=True)
+
+
+def wipe_metrics_dir(path: str) -> list[str]:
+    """Delete the metric files (``*.db``) a previous run left in ``path``; returns their names.
+
+    prometheus_client sums every file it finds there, so without this a restarted server
+    would carry on the old run's counters, and report the model versions of workers long
+    gone. Other files are left alone. The server owns the directory: two servers must not
+    share one.
+    """
+    wiped = []
+    for db in sorted(Path(path).glob("*.db")):
+        db.unlink(missing_ok=True)
+        wiped.append(db.name)
+    return wiped
+
+
+class DeadWorkerReaper:
+    """Marks dead workers' metrics dead (multiprocess mode), from the parent process.
+
+    uvicorn's supervisor replaces a worker that dies but has no hook to say so; this thread
+    looks for live-gauge files of processes that no longer exist and calls
+    ``mark_process_dead`` for them, so ``mlops_model_info`` stops showing 1 for what a crashed
+    worker served. It notices within ``interval`` seconds.
+    """
+
+    def __init__(self, path: str, interval: float = 5.0) -> None:
+        self.path, self.interval = path, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mlops-metrics-reaper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.interval + 1)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.reap()
+            except Exception:  # never take the server down over metrics bookkeeping
+                log.exception("metrics: could not mark dead workers")
+
+    def reap(self) -> list[int]:
+        """Mark every dead process found in the directory's live-gauge files; returns their pids."""
+        from mlops_airflow.serving.metrics import worker_exited
+
+        pids = {int(match.group(1)) for db in Path(self.path).glob("gauge_live*_*.db")
+                if (match := re.fullmatch(r"gauge_live\w+?_(\d+)\.db", db.name))}
+        dead = sorted(pid for pid in pids if not _alive(pid))
+        for pid in dead:
+            worker_exited(pid)
+        return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, someone else's
+        return True
+    return True
 
 
 #: The variables native thread pools read when they start (scikit-learn's OpenMP, numpy's BLAS).

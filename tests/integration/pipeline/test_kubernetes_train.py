@@ -46,6 +46,7 @@ def test_the_pod_spec_runs_the_entrypoint_with_resources_secrets_and_no_inline_c
 
     monkeypatch.setenv("MLOPS_AIRFLOW_REGISTRY_URI", "s3://models/registry")
     monkeypatch.setenv("AIRFLOW_CONN_MLOPS_S3", json.dumps(CONN))
+    worker_allowlists(monkeypatch, estimators="", factories="")
     op = KubernetesTrainOperator(
         task_id="train", model_name="trips", dataset_uri="s3://models/registry/trips/datasets/x/dataset.json",
         target="tipped", estimator="sklearn.linear_model.LogisticRegression", estimator_params={"max_iter": 300},
@@ -67,7 +68,8 @@ def test_the_pod_spec_runs_the_entrypoint_with_resources_secrets_and_no_inline_c
     check_request(request)  # what the entrypoint will accept
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env == {"OMP_NUM_THREADS": "2", "MLOPS_AIRFLOW_REGISTRY_URI": "s3://models/registry",
-                   "AWS_ENDPOINT_URL": "http://minio.storage:9000", "AWS_DEFAULT_REGION": "eu-west-1"}
+                   "AWS_ENDPOINT_URL": "http://minio.storage:9000", "AWS_DEFAULT_REGION": "eu-west-1",
+                   "MLOPS_AIRFLOW_ESTIMATOR_ALLOWLIST": "", "MLOPS_AIRFLOW_PIPELINE_FACTORY_ALLOWLIST": ""}
     assert container["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
     assert container["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "4Gi"}}
     assert spec["nodeSelector"] == {"pool": "cpu-large"} and spec["serviceAccountName"] == "trainer"
@@ -79,6 +81,56 @@ def test_the_pod_spec_runs_the_entrypoint_with_resources_secrets_and_no_inline_c
     # Building again (a retry) does not stack environment variables.
     again = op.build_pod_request_obj(fake_context(), dry_run=True)
     assert [e.name for e in again.spec.containers[0].env] == list(env)
+
+
+def worker_allowlists(monkeypatch: pytest.MonkeyPatch, *, estimators: str, factories: str) -> None:
+    """The worker's [mlops_airflow] allowlists, as Airflow's config gives them (not the MLOPS_AIRFLOW_ variables)."""
+    for key in ("ESTIMATOR_ALLOWLIST", "PIPELINE_FACTORY_ALLOWLIST"):
+        monkeypatch.delenv(f"MLOPS_AIRFLOW_{key}", raising=False)
+    monkeypatch.setenv("AIRFLOW__MLOPS_AIRFLOW__ESTIMATOR_ALLOWLIST", estimators)
+    monkeypatch.setenv("AIRFLOW__MLOPS_AIRFLOW__PIPELINE_FACTORY_ALLOWLIST", factories)
+
+
+def test_the_pod_gets_the_workers_allowlists_and_env_vars_cannot_replace_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mlops_airflow.operators.kubernetes_train import KubernetesTrainOperator
+
+    monkeypatch.setenv("MLOPS_AIRFLOW_REGISTRY_URI", str(tmp_path / "registry"))
+    worker_allowlists(monkeypatch, estimators="mypkg.models.Fancy, mypkg.models.Other",
+                      factories="mypkg.pipelines.trips")
+    base = {"task_id": "train", "model_name": "trips", "dataset_uri": "d", "target": "tipped", "image": "i"}
+    pod = KubernetesTrainOperator(**base, env_vars={"OMP_NUM_THREADS": "2"}).build_pod_request_obj(
+        fake_context(), dry_run=True)
+    env = {e.name: e.value for e in pod.spec.containers[0].env}
+    assert env["MLOPS_AIRFLOW_ESTIMATOR_ALLOWLIST"] == "mypkg.models.Fancy,mypkg.models.Other"
+    assert env["MLOPS_AIRFLOW_PIPELINE_FACTORY_ALLOWLIST"] == "mypkg.pipelines.trips"
+    assert env["OMP_NUM_THREADS"] == "2"
+    for key in ("MLOPS_AIRFLOW_PIPELINE_FACTORY_ALLOWLIST", "MLOPS_AIRFLOW_ESTIMATOR_ALLOWLIST",
+                "MLOPS_AIRFLOW_REGISTRY_URI"):
+        op = KubernetesTrainOperator(**base, env_vars={key: "evil.module.factory"})
+        with pytest.raises(ValueError, match=f"env_vars: {key} is set by the operator"):
+            op.build_pod_request_obj(fake_context(), dry_run=True)
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"env_vars": {"MLOPS_AIRFLOW_ESTIMATOR_ALLOWLIST": "os.system"}}, "env_vars: MLOPS_AIRFLOW_ESTIMATOR_ALLOWLIST"),
+    ({"estimator_params": "max_iter=5"}, "estimator_params must be a mapping"),
+    ({"tuning": [1]}, "tuning must be a mapping"),
+])
+def test_bad_arguments_fail_the_task_for_good_before_any_pod(
+    arguments: dict[str, Any], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlops_airflow.operators.kubernetes_train import KubernetesTrainOperator
+
+    monkeypatch.setenv("MLOPS_AIRFLOW_REGISTRY_URI", str(tmp_path / "registry"))
+    monkeypatch.setattr(KubernetesTrainOperator, "execute_sync", lambda self, context: pytest.fail("a pod was run"))
+    op = KubernetesTrainOperator(task_id="train", model_name="trips", dataset_uri="d", target="tipped", image="i",
+                                 **arguments)
+    with pytest.raises(AirflowFailException, match=message):
+        op.execute(fake_context())
 
 
 def test_conflicting_pod_arguments_are_refused() -> None:
@@ -144,7 +196,7 @@ def test_a_claim_answers_only_its_own_request(registry: Any) -> None:
     [
         ({"model_name": "m", "target": "y"}, "dataset_uri is required"),
         ({"model_name": "m", "target": "y", "dataset_uri": "d", "estimator_parms": {}}, "unknown field 'estimator_parms'"),
-        ({"model_name": "m", "target": "y", "dataset_uri": "d", "search_space": [1]}, "search_space must be an object"),
+        ({"model_name": "m", "target": "y", "dataset_uri": "d", "search_space": [1]}, "search_space must be a mapping"),
         ([1, 2], "must be a JSON object"),
     ],
 )
@@ -162,17 +214,38 @@ def test_the_entrypoint_exits_2_with_a_one_line_reason_and_prints_no_result(regi
     assert not Path(registry_uri, "m").exists()
 
 
-def run_pod_locally(self: Any, context: Any) -> None:
-    """Stands in for the cluster: run the pod's container command here, with the pod's environment."""
-    from airflow.sdk.exceptions import AirflowException
+def finished_pod(pod: Any, exit_code: int) -> Any:
+    """``pod`` as the cluster reports it once its container has exited with ``exit_code``."""
+    from kubernetes.client import models as k8s
 
+    (container,) = pod.spec.containers
+    terminated = k8s.V1ContainerStateTerminated(exit_code=exit_code, reason="Completed" if not exit_code else "Error")
+    status = k8s.V1ContainerStatus(name=container.name, image=container.image, image_id="", ready=False,
+                                   restart_count=0, state=k8s.V1ContainerState(terminated=terminated))
+    return k8s.V1Pod(metadata=pod.metadata, spec=pod.spec,
+                     status=k8s.V1PodStatus(phase="Failed" if exit_code else "Succeeded", container_statuses=[status]))
+
+
+def run_pod_locally(self: Any, context: Any) -> None:
+    """Stands in for the cluster: run the pod's container command here, with the pod's environment,
+    and end as the provider's ``execute_sync`` does, handing the finished pod to ``post_complete_action``."""
     pod = self.build_pod_request_obj(context, dry_run=True)
     (container,) = pod.spec.containers
     env = {**os.environ, **{e.name: e.value for e in container.env}}
     argv = [sys.executable, *container.command[1:], *container.args]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
-    if proc.returncode:
-        raise AirflowException(f"pod failed: {proc.stderr[-2000:]}")
+    self.post_complete_action(pod=pod, remote_pod=finished_pod(pod, proc.returncode), context=context, result=None)
+
+
+@pytest.fixture
+def local_pods(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pods run here; the cluster calls made after a pod finishes (re-read it, label it, delete it) do nothing."""
+    from mlops_airflow.operators.kubernetes_train import KubernetesTrainOperator
+
+    monkeypatch.setattr(KubernetesTrainOperator, "execute_sync", run_pod_locally)
+    monkeypatch.setattr(KubernetesTrainOperator, "patch_already_checked", lambda self, pod, reraise=True: None)
+    monkeypatch.setattr(KubernetesTrainOperator, "process_pod_deletion", lambda self, pod, reraise=True: False)
+    monkeypatch.setattr(KubernetesTrainOperator, "is_istio_enabled", lambda self, pod: False)
 
 
 class RecordingTI(SimpleNamespace):
@@ -193,11 +266,8 @@ def pod_task(model: str, dataset_uri: str) -> tuple[Any, dict[str, Any]]:
 
 
 def test_the_operator_reads_its_candidate_from_the_registry_and_pushes_what_train_pushes(
-    registry: Any, monkeypatch: pytest.MonkeyPatch
+    registry: Any, local_pods: None
 ) -> None:
-    from mlops_airflow.operators.kubernetes_train import KubernetesTrainOperator
-
-    monkeypatch.setattr(KubernetesTrainOperator, "execute_sync", run_pod_locally)
     summary = run_validation(registry, model_name="trips_pod", data_uri=JAN, target="tipped")
     op, context = pod_task("trips_pod", summary["dataset_uri"])
     assert op.execute(context) is None  # the result goes out by hand: no XCom sidecar
@@ -222,3 +292,24 @@ def test_a_pod_that_stored_no_candidate_fails_the_task(registry: Any, monkeypatc
     with pytest.raises(AirflowFailException, match="left no claim"):
         op.execute(context)
     assert "left no claim" in context["ti"].pushed["error"] and "sha256" not in context["ti"].pushed
+
+
+def test_a_pod_exiting_2_fails_the_task_without_retries_and_other_failures_stay_retryable(
+    registry: Any, local_pods: None
+) -> None:
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    summary = run_validation(registry, model_name="trips_bad", data_uri=JAN, target="tipped")
+    op, context = pod_task("trips_bad", summary["dataset_uri"])
+    op.estimator = "os.system"  # not an allowlisted estimator: the entrypoint exits 2
+    with pytest.raises(AirflowFailException, match="the training pod exited 2: .* retrying cannot help"):
+        op.execute(context)
+    assert context["ti"].pushed["error"].startswith("the training pod exited 2")
+    assert "sha256" not in context["ti"].pushed
+
+    # Any other exit status (storage trouble, a killed container) is the provider's retryable failure.
+    pod = op.build_pod_request_obj(fake_context(), dry_run=True)
+    for code in (1, 137):
+        with pytest.raises(AirflowException) as raised:
+            op.cleanup(pod, finished_pod(pod, code), context=context)
+        assert not isinstance(raised.value, AirflowFailException)

@@ -25,10 +25,34 @@ def test_each_segment_gets_its_own_file_and_model_name_and_small_ones_are_report
     segments, small = split_segments(registry, data_uri=uri, segment_column="zone", model_prefix="m_")
     assert [(s["segment"], s["model_name"], s["rows"]) for s in segments] == [("a_b", "m_a_b", 60), ("c", "m_c", 70)]
     assert small == [{"segment": "d", "model_name": "m_d", "rows": 3, "reason": "3 rows, fewer than min_rows=50"}]
-    written = pd.read_csv(segments[1]["data_uri"])
+    written = pd.read_csv(segments[1]["data_uri"])  # CSV input, CSV segments
     assert set(written["zone"]) == {"c"} and len(written) == 70
     again, _ = split_segments(registry, data_uri=uri, segment_column="zone", model_prefix="m_")
     assert again == segments  # a retried split writes the same files
+
+
+def test_a_segment_keeps_the_column_types_of_parquet_input(tmp_path: Path) -> None:
+    from mlops_airflow.data.loading import load_dataset
+
+    rows = 120
+    frame = pd.DataFrame({
+        "zone": ["a", "b"] * (rows // 2),
+        "code": pd.array(["007", "010"] * (rows // 2), dtype="string"),  # leading zeros: a CSV reads 7 and 10
+        "count": pd.array([None, 2, 3, 4] * (rows // 4), dtype="Int64"),  # integers with gaps: a CSV gives floats
+        "at": pd.date_range("2026-01-01", periods=rows, freq="h", tz="UTC"),  # a CSV gives text
+    })
+    path = tmp_path / "data.parquet"
+    frame.to_parquet(path, index=False)
+    registry = ModelRegistry(open_store(str(tmp_path / "registry")))
+    segments, _ = split_segments(registry, data_uri=str(path), segment_column="zone", model_prefix="m_")
+    assert segments[0]["data_uri"].endswith(".parquet")
+    written = load_dataset(segments[0]["data_uri"]).frame  # as the segment's own pipeline reads it
+    expected = frame[frame["zone"] == "a"].reset_index(drop=True)
+    assert written.dtypes.to_dict() == load_dataset(str(path)).frame.dtypes.to_dict()
+    assert written["code"].tolist() == expected["code"].tolist() == ["007"] * (rows // 2)
+    assert written["count"].isna().sum() == expected["count"].isna().sum() > 0
+    assert str(written["count"].dtype) == "Int64" and str(written["at"].dtype).startswith("datetime64[")
+    assert written["at"].tolist() == expected["at"].tolist()
 
 
 @pytest.mark.parametrize(

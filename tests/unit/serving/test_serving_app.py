@@ -260,6 +260,36 @@ def test_input_the_model_itself_rejects_is_a_422_not_a_500(models: Any, eventual
     detail = response.json()["detail"]
     assert detail["errors"][0].startswith("the model rejected the rows: Found unknown categories")
     assert detail["warnings"] == ['payment_type="voucher" was not seen in training']
+    metrics = client.get("/metrics").text
+    assert 'mlops_request_errors_total{kind="model"} 1.0' in metrics  # as metrics.py documents the kinds
+    assert 'mlops_request_errors_total{kind="validation"}' not in metrics
+
+
+@pytest.mark.timeout(60)
+def test_a_batch_that_fails_outside_the_model_answers_500_and_the_server_keeps_predicting(
+    models: Any, eventually: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlops_airflow.serving.predict import MicroBatcher
+
+    original = MicroBatcher._predict_batch
+    failures = [RuntimeError("injected: the batch bookkeeping broke")]
+
+    def flaky(self: MicroBatcher, batch: list[Any]) -> list[Any]:
+        if failures:
+            raise failures.pop()
+        return original(self, batch)
+
+    monkeypatch.setattr(MicroBatcher, "_predict_batch", flaky)
+    models.register()
+    models.promote(1)
+    with TestClient(create_app(models.registry, "taxi", poll_interval=0.02)) as client:
+        eventually(lambda: ready_version(client) == 1)
+        failed = client.post("/predict", json={"row": GOOD})
+        assert failed.status_code == 500
+        assert "the prediction batch failed: RuntimeError: injected" in failed.json()["detail"]
+        assert client.post("/predict", json={"row": GOOD}).status_code == 200  # the thread lived on
+        metrics = client.get("/metrics").text
+    assert 'mlops_request_errors_total{kind="internal"} 1.0' in metrics
 
 
 def test_a_removed_alias_keeps_the_served_model_and_says_so(models: Any) -> None:

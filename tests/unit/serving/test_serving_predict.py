@@ -181,3 +181,37 @@ def test_a_big_request_is_predicted_whole_off_the_event_loop(models: Any, eventu
     frame = pd.DataFrame(rows).astype({"passengers": "Int64"})
     assert answer.json()["predictions"] == model.predict(frame).tolist()
     assert np.allclose(answer.json()["probabilities"], model.predict_proba(frame))
+
+
+@pytest.mark.timeout(60)
+def test_a_failure_outside_predicting_reaches_every_request_of_its_batch_and_the_thread_lives_on(
+    models: Any,
+) -> None:
+    import asyncio
+
+    from mlops_airflow.exceptions import MlopsError
+    from mlops_airflow.serving.predict import MicroBatcher
+    from mlops_airflow.serving.requests import parse_rows
+
+    loaded = LoadedModel(models.fit(), {"model_name": "m", "version": 1, "sha256": "x", "task_type": "binary",
+                                        "feature_schema": _schema(models)}, "now")
+    parsed = parse_rows({"row": GOOD}, loaded.request_checker, frame=False)
+    broken = {k: v for k, v in (parsed.values or {}).items() if k != "hour"}  # merging the batch fails
+    batcher = MicroBatcher()
+
+    async def main() -> tuple[list[Any], Any]:
+        bad = parse_rows({"row": GOOD}, loaded.request_checker, frame=False)
+        bad.values = broken
+        first = [asyncio.ensure_future(batcher.predict(loaded, p)) for p in (parsed, bad)]
+        await asyncio.sleep(0.05)  # both queued: one batch
+        batcher.start()
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(*first), 10)
+            later = await asyncio.wait_for(batcher.predict(loaded, parsed), 10)
+            return answers, later
+        finally:
+            batcher.stop()
+
+    answers, later = asyncio.run(main())
+    assert all(isinstance(a, MlopsError) and "the prediction batch failed" in str(a) for a in answers)
+    assert isinstance(later, dict) and len(later["predictions"]) == 1
