@@ -30,6 +30,7 @@ _EXPORTS = {
     "CommitNewDataOperator": "mlops_airflow.operators.watermark",
     "S3NewDataSensor": "mlops_airflow.sensors.s3",
     "DriftMonitorOperator": "mlops_airflow.operators.monitor",
+    "QualityMonitorOperator": "mlops_airflow.operators.monitor",
     "RegistryHook": "mlops_airflow.hooks.registry",
     "ModelRegistry": "mlops_airflow.registry",
     "open_registry": "mlops_airflow.registry",

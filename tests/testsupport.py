@@ -193,3 +193,37 @@ def asset_queued_for(dag_id: str, uri: str) -> bool:
             select(AssetDagRunQueue).join(AssetModel, AssetDagRunQueue.asset_id == AssetModel.id)
             .where(AssetModel.uri == uri, AssetDagRunQueue.target_dag_id == dag_id)
         ) is not None
+
+
+def serve_logging(model_server: Callable[[str], str], monkeypatch: Any, model: str) -> str:
+    """Start a real model server for ``model`` that logs every row it answers, flushed quickly; its URL once ready."""
+    import httpx
+
+    monkeypatch.setenv("MLOPS_AIRFLOW_SERVER_LOG_SAMPLE_RATE", "1")
+    monkeypatch.setenv("MLOPS_AIRFLOW_SERVER_LOG_FLUSH_SECONDS", "0.2")
+    url = model_server(model)
+    eventually(lambda: httpx.get(f"{url}/ready", timeout=2).status_code == 200, what=f"{model} to be served")
+    return url
+
+
+def send_rows(url: str, frame: Any, per_request: int = 50) -> list[str]:
+    """POST ``frame``'s rows to ``url``/predict, ``per_request`` at a time; the ``X-Request-ID`` of each answer."""
+    import json
+
+    import httpx
+
+    request_ids = []
+    with httpx.Client(timeout=30) as client:
+        for start in range(0, len(frame), per_request):
+            rows = json.loads(frame.iloc[start: start + per_request].to_json(orient="records"))  # NaN -> null
+            response = client.post(f"{url}/predict", json={"rows": rows})
+            assert response.status_code == 200, response.text
+            request_ids.append(response.headers["x-request-id"])
+    return request_ids
+
+
+def wait_logged(registry: Any, model: str, expected: int) -> None:
+    """Wait for a model server's flush thread to have written ``expected`` rows of ``model``."""
+    from mlops_airflow.serving.logs import read_prediction_logs
+
+    eventually(lambda: len(read_prediction_logs(registry.store, model)) >= expected, what=f"{expected} logged rows")

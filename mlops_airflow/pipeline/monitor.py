@@ -6,6 +6,8 @@ answered, and compares their features with the champion's own training snapshot 
 the validation stage's drift checks (:func:`~mlops_airflow.validation.compute_drift`).
 The decision is data: a JSON record (schema ``drift``) and an HTML report under
 ``<model>/monitoring/drift/``. A retraining trigger reads ``retrain``.
+:func:`monitor_quality` is the same kind of check for labels that arrive later: it scores
+a window of those rows with :func:`~mlops_airflow.evaluation.live.live_quality`.
 
 Policy (all optional)::
 
@@ -82,6 +84,23 @@ def _when(value: datetime | str | None, name: str) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def monitor_window(window_hours: float | None, since: datetime | str | None,
+                   until: datetime | str | None) -> tuple[datetime, datetime]:
+    """The window ``[since, until)`` a check reads: ``until`` defaults to now, ``since`` to ``until - window_hours``.
+
+    :class:`ConfigError` naming the field for a bad time or length, or an empty window.
+    """
+    end = _when(until, "until") or datetime.now(UTC)
+    start = _when(since, "since")
+    if start is None:
+        if window_hours is None or isinstance(window_hours, bool) or not float(window_hours) > 0:
+            raise ConfigError(f"window_hours={window_hours!r} must be a positive number (or give since)")
+        start = end - timedelta(hours=float(window_hours))
+    if start >= end:
+        raise ConfigError(f"the window is empty: since {start.isoformat()} is not before until {end.isoformat()}")
+    return start, end
+
+
 def _asked_since(registry: ModelRegistry, model_name: str, version: int, since: datetime,
                  run_key: str | None) -> str | None:
     """When an earlier check asked for ``version`` to be retrained, at or after ``since`` (None: never).
@@ -144,15 +163,7 @@ def monitor_drift(
     from mlops_airflow.validation.report import render_drift_report
 
     rules = check_monitor_policy(policy)
-    end = _when(until, "until") or datetime.now(UTC)
-    start = _when(since, "since")
-    if start is None:
-        if window_hours is None or isinstance(window_hours, bool) or not float(window_hours) > 0:
-            raise ConfigError(f"window_hours={window_hours!r} must be a positive number (or give since)")
-        start = end - timedelta(hours=float(window_hours))
-    if start >= end:
-        raise ConfigError(f"the window is empty: since {start.isoformat()} is not before until {end.isoformat()}")
-
+    start, end = monitor_window(window_hours, since, until)
     champion = registry.resolve(model_name, alias=alias)  # ModelNotFound names the model and alias
     version = int(champion["version"])
     logs = read_prediction_logs(log_uri or registry.store, model_name, start, end,
@@ -208,4 +219,36 @@ def monitor_drift(
                                            "window", "model_name", "alias", "version", "report_uri")}
     result["record_uri"] = record_uri
     json.dumps(result)  # the result travels through XCom: it must be plain JSON
+    return result
+
+
+def monitor_quality(
+    registry: ModelRegistry,
+    model_name: str,
+    feedback_uri: str,
+    *,
+    label: str,
+    key: str = "request_id",
+    alias: str = "champion",
+    window_hours: float | None = 168,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    policy: dict[str, Any] | None = None,
+    log_uri: str | None = None,
+    s3_client: Any | None = None,
+) -> dict[str, Any]:
+    """Score what ``alias`` served in a window against labels that arrived later; store and return the decision.
+
+    The window is :func:`monitor_window`'s (default the last 7 days: labels lag the traffic);
+    the join, the metric and the policy are :func:`~mlops_airflow.evaluation.live.live_quality`'s.
+    Returns its record (``decision``: ``ok`` | ``retrain`` | ``insufficient_data`` |
+    ``undefined``, ``retrain``, ``reason``, ``metric``, ``live_value``, ``holdout_value``,
+    ``labelled_rows``, ``record_uri``, ...) plus the ``window`` read.
+    """
+    from mlops_airflow.evaluation.live import live_quality
+
+    start, end = monitor_window(window_hours, since, until)
+    result = live_quality(registry, model_name, feedback_uri, label=label, key=key, since=start, until=end,
+                          policy=policy, alias=alias, log_uri=log_uri, s3_client=s3_client)
+    result["window"] = {"since": start.isoformat(), "until": end.isoformat()}
     return result

@@ -6,14 +6,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 import pytest
-from testsupport import SAMPLE, asset_events, asset_queued_for, eventually, load_dag, unpause_dag, xcom_value
+from testsupport import (
+    SAMPLE,
+    asset_events,
+    asset_queued_for,
+    load_dag,
+    send_rows,
+    serve_logging,
+    unpause_dag,
+    wait_logged,
+    xcom_value,
+)
 
 from mlops_airflow.exceptions import ModelNotFound
 from mlops_airflow.pipeline.monitor import monitor_drift
-from mlops_airflow.serving.logs import read_prediction_logs
 
 pytestmark = pytest.mark.integration
 MODEL = "trip_tips"  # mlops_drift_retraining is scheduled on this model's drift asset
@@ -22,28 +30,11 @@ ROWS = 400  # per kind of traffic; min_rows is 300
 POLICY = {"ks_pvalue": 0, "chi2_pvalue": 0}  # PSI and unseen categories decide, as in the example DAG
 
 
-def send(url: str, frame: pd.DataFrame, per_request: int = 50) -> None:
-    with httpx.Client(timeout=30) as client:
-        for start in range(0, len(frame), per_request):
-            rows = json.loads(frame.iloc[start: start + per_request].to_json(orient="records"))  # NaN -> null
-            response = client.post(f"{url}/predict", json={"rows": rows})
-            assert response.status_code == 200, response.text
-
-
-def logged_rows(registry: Any, expected: int) -> None:
-    """Wait for the server's flush thread to have written ``expected`` rows."""
-    eventually(lambda: len(read_prediction_logs(registry.store, MODEL)) >= expected, what=f"{expected} logged rows")
-
-
 @pytest.fixture
 def served(registry: Any, build_version: Any, model_server: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
     """A champion trained on January, served by a real process that logs every request."""
     manifest = build_version(MODEL, str(SAMPLE / "trips_2026_01.csv"))
-    monkeypatch.setenv("MLOPS_AIRFLOW_SERVER_LOG_SAMPLE_RATE", "1")
-    monkeypatch.setenv("MLOPS_AIRFLOW_SERVER_LOG_FLUSH_SECONDS", "0.2")
-    url = model_server(MODEL)
-    eventually(lambda: httpx.get(f"{url}/ready", timeout=2).status_code == 200, what="the champion to be served")
-    return manifest, url
+    return manifest, serve_logging(model_server, monkeypatch, MODEL)
 
 
 def features(manifest: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
@@ -57,8 +48,8 @@ def test_stable_then_shifted_traffic_through_the_dag(airflow_db: Path, registry:
     unpause_dag("mlops_drift_retraining")
 
     # Traffic like the training data: stable, the run ends green and emits nothing.
-    send(url, january.sample(n=ROWS, random_state=1))
-    logged_rows(registry, ROWS)
+    send_rows(url, january.sample(n=ROWS, random_state=1))
+    wait_logged(registry, MODEL, ROWS)
     run = dag.test(run_conf={"model_name": MODEL, "min_rows": 300, "policy": POLICY})
     assert str(run.state) == "success"
     result = xcom_value(run, "check_drift")
@@ -70,8 +61,8 @@ def test_stable_then_shifted_traffic_through_the_dag(airflow_db: Path, registry:
     # Shifted traffic (night trips, fares tripled, cash only): drifted, recorded, and the event asks for training.
     shifted = january.sample(n=ROWS, random_state=2).assign(
         hour=3, fare_usd=lambda f: f["fare_usd"] * 3, payment_type="cash")
-    send(url, shifted)
-    logged_rows(registry, 2 * ROWS)
+    send_rows(url, shifted)
+    wait_logged(registry, MODEL, 2 * ROWS)
     run = dag.test(run_conf={"model_name": MODEL, "min_rows": 300, "policy": POLICY})
     assert str(run.state) == "success"
     result = xcom_value(run, "check_drift")
@@ -96,8 +87,8 @@ def test_stable_then_shifted_traffic_through_the_dag(airflow_db: Path, registry:
 def test_insufficient_data_versions_and_a_missing_champion(registry: Any, served: Any, build_version: Any) -> None:
     manifest, url = served
     january = features(manifest, pd.read_csv(SAMPLE / "trips_2026_01.csv"))
-    send(url, january.head(120).assign(pickup_zone="airport"))
-    logged_rows(registry, 120)
+    send_rows(url, january.head(120).assign(pickup_zone="airport"))
+    wait_logged(registry, MODEL, 120)
 
     # Too few rows decide nothing, even when every row drifted; the decision is still recorded.
     result = monitor_drift(registry, MODEL, policy={"min_rows": 300})

@@ -1,0 +1,56 @@
+"""Score the champion's served answers against labels that arrived later; ask for retraining when quality drops.
+
+    check_quality  -> (only below policy) asset event x-mlops://<model_name>/quality
+
+The server must log a sample of its traffic (`mlops-airflow serve NAME --log-sample-rate 0.1`),
+and the true outcomes must land in a feedback file (CSV/Parquet: the label and a join key,
+`request_id` + `row` or a row-key column such as `trip_id`). Each run joins the labels to the
+rows the champion answered in the last `window_hours`, computes the live metric (the gate's
+primary one by default), compares it with the champion's holdout value, stores a record under
+`<model>/monitoring/quality/`, and ends green whatever it found. Too few labelled rows decide
+nothing. `mlops_drift_retraining` is scheduled on the event (and on the drift monitor's).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import DAG, Param
+
+from mlops_airflow.operators.monitor import QualityMonitorOperator
+
+with DAG(
+    dag_id="mlops_quality_monitor",
+    description="Join late labels to served predictions; emit an asset event when live quality drops",
+    schedule="@daily",  # labels arrive in batches, later than the traffic
+    catchup=False,  # each run reads the whole window again: a backlog tells nothing new
+    max_active_runs=1,
+    render_template_as_native_obj=True,  # keep the policy a dict
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},  # transient storage errors only
+    tags=["mlops", "monitoring", "triggers"],
+    params={
+        "model_name": Param("trip_tips", type="string", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"),
+        "feedback_uri": Param("s3://mlops-feedback/trip_tips/latest.csv", type="string", minLength=1,
+                              description="CSV/Parquet of true labels with the join key"),
+        "label": Param("tipped", type="string", minLength=1, description="The feedback's label column"),
+        "key": Param("request_id", type="string", minLength=1,
+                     description="request_id (the answer's X-Request-ID, + row) or a row-key column, e.g. trip_id"),
+        "alias": Param("champion", type="string", description="The alias whose version is judged"),
+        "window_hours": Param(168, type="number", exclusiveMinimum=0,
+                              description="Hours of served rows, up to the run, that the labels may cover"),
+        # metric (default: the gate's primary one), max_drop, min_value, min_rows:
+        # see mlops_airflow.evaluation.live.
+        "policy": Param({"max_drop": 0.05, "min_rows": 100}, type="object"),
+    },
+) as dag:
+    QualityMonitorOperator(
+        task_id="check_quality",
+        model_name="{{ params.model_name }}",
+        feedback_uri="{{ params.feedback_uri }}",
+        label_column="{{ params.label }}",
+        join_key="{{ params.key }}",
+        alias="{{ params.alias }}",
+        window_hours="{{ params.window_hours }}",
+        until="{{ dag_run.run_after }}",  # the window ends when the run was due: a re-run reads the same rows
+        policy="{{ params.policy }}",
+    )
