@@ -187,7 +187,17 @@ def test_two_workers_serve_and_metrics_count_both(tmp_path: Path, serve: Any, tr
     token_file.write_text(TOKEN)
     server = serve(registry_uri, "--workers", "2", "--token-file", str(token_file))
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    eventually(lambda: httpx.get(f"{server.url}/ready").status_code == 200, what="the model to load")
+    # each worker loads the model on its own: wait until both said ready (a fresh connection each time,
+    # so the kernel spreads them over both workers' accept queues)
+    loaded: set[str] = set()
+
+    def both_loaded() -> bool:
+        answer = httpx.get(f"{server.url}/ready")
+        if answer.status_code == 200:
+            loaded.add(answer.json()["worker_pid"])
+        return len(loaded) == 2
+
+    eventually(both_loaded, timeout=90, what="both workers to load the model", interval=0.05)
 
     pids: set[str] = set()
     n = 0
