@@ -154,10 +154,15 @@ def load_model(
         untrusted = set(sio.get_untrusted_types(data=data))
     except Exception as exc:  # skops raises several types for a file that is not a skops archive
         raise UnsafeModelError(f"not a readable skops archive: {exc}") from exc
-    allowed = TRUSTED_TYPES | extra_trusted
+    from mlops_airflow import settings
+
+    allowed = TRUSTED_TYPES | extra_trusted | frozenset(settings.trusted_types_extra())
     refused = sorted(untrusted - allowed)
     if refused:
-        raise UnsafeModelError(f"model contains types that are not on the trusted list: {', '.join(refused)}")
+        raise UnsafeModelError(
+            f"model contains types that are not on the trusted list: {', '.join(refused)} "
+            "(allow your own explicitly with the trusted_types setting, MLOPS_AIRFLOW_TRUSTED_TYPES)"
+        )
     if recorded_versions:
         check_version_skew(recorded_versions, skew_policy)
     return sio.loads(data, trusted=sorted(untrusted & allowed))

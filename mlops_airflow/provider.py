@@ -91,6 +91,14 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "my_team.pipelines.trips_pipeline",
                         "default": "",
                     },
+                    "trusted_types": {
+                        "description": "Comma-separated dotted paths of your own types (transformers, "
+                        "functions) that saved models may contain, beyond scikit-learn's own.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "my_team.features.add_hour_features",
+                        "default": "",
+                    },
                     "estimator_allowlist": {
                         "description": "Comma-separated dotted paths of estimators allowed beyond scikit-learn's own.",
                         "version_added": "0.1.0",

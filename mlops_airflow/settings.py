@@ -79,6 +79,14 @@ def pipeline_factory_allowlist() -> list[str]:
     return _list_setting("pipeline_factory_allowlist")
 
 
+def trusted_types_extra() -> list[str]:
+    """Dotted paths of types (your transformers, functions) skops may load beyond scikit-learn's own.
+
+    Explicit, like the estimator allowlist: a model file's own list of types is never trusted.
+    """
+    return _list_setting("trusted_types")
+
+
 def custom_check_allowlist() -> list[str]:
     """Dotted paths of custom gate check functions allowed beyond the bundled ones (comma-separated setting)."""
     return _list_setting("custom_check_allowlist")

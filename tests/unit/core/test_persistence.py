@@ -57,3 +57,25 @@ def test_version_skew_refuses_or_warns_by_policy() -> None:
     with pytest.warns(UserWarning, match="version skew"):
         assert check_version_skew(recorded, "warn")
     assert check_version_skew(runtime_versions(), "refuse") == []
+
+
+def double(values: np.ndarray) -> np.ndarray:
+    """A team's own feature function: not a scikit-learn type, so not trusted unless listed."""
+    return values * 2
+
+
+def test_own_types_load_only_when_listed_in_the_trusted_types_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    x = np.arange(40, dtype=float).reshape(-1, 1)
+    y = (x[:, 0] > 20).astype(int)
+    model = make_pipeline(FunctionTransformer(double), LogisticRegression()).fit(x, y)
+    data = dump_model(model)
+    sha = hashlib.sha256(data).hexdigest()
+    monkeypatch.delenv("MLOPS_AIRFLOW_TRUSTED_TYPES", raising=False)
+    with pytest.raises(UnsafeModelError, match=rf"{__name__}\.double .*MLOPS_AIRFLOW_TRUSTED_TYPES"):
+        load_model(data, expected_sha256=sha)
+    monkeypatch.setenv("MLOPS_AIRFLOW_TRUSTED_TYPES", f"some.other_func, {__name__}.double")
+    assert (load_model(data, expected_sha256=sha).predict(x) == model.predict(x)).all()
