@@ -26,22 +26,11 @@ def check_target(target: str, allowed: tuple[str, ...] = ("local", "none")) -> N
         raise ValueError(f"target must be {', '.join(names[:-1])} or {names[-1]}, got {target!r}")
 
 
-def serving_target(target: Target, server_url: str | None, timeout: float) -> ServingTarget | None:
-    """The local model server to wait for (URL from settings unless given), or None to move the alias only."""
-    if target == "none":
-        return None
-    from mlops_airflow import settings
-    from mlops_airflow.deploy.local import LocalServerTarget
+class ServingTargetOperator(MlopsBaseOperator):
+    """Base of the operators that move ``alias`` to a version and see it served: the serving-target arguments.
 
-    return LocalServerTarget(server_url or settings.server_url(), timeout=timeout)
+    One place for them, so deploying and rolling back reach the same targets the same way.
 
-
-class DeployModelOperator(MlopsBaseOperator):
-    """Stage, move ``alias`` by compare-and-swap, wait for the server, roll back on failure.
-
-    :param model_name: the model (templated).
-    :param version: from :class:`RegisterModelOperator` (templated).
-    :param verdict_uri: from :class:`EvaluateModelOperator` (templated).
     :param target: ``local`` (the ``mlops-airflow serve`` model server), ``kubernetes`` (a Deployment
         behind a Service, see :mod:`mlops_airflow.deploy.kubernetes`) or ``none`` (move the alias only).
     :param server_url: the local server's URL; default from settings (templated).
@@ -53,6 +42,7 @@ class DeployModelOperator(MlopsBaseOperator):
     :param replicas: replicas of the main Deployment.
     :param canary: a canary policy (``share``, ``window`` seconds, ``max_error_rate``,
         ``max_p99_seconds``, ``min_requests``, ``client_errors``); None rolls out directly.
+        Only where :attr:`allows_canary`.
     :param rollout_timeout: seconds each rollout may take before it is rolled back.
     :param kubernetes_options: further settings: ``name``, ``registry_uri`` (as the pods reach it),
         ``template_dir``, ``env``, ``env_secret``, ``token_secret`` (the Secret the pods read the server
@@ -60,19 +50,13 @@ class DeployModelOperator(MlopsBaseOperator):
         ``resources``, ``service_type``, ``service_port``, ``base_url``, ``ready_timeout``, ``poll_interval``.
     """
 
-    template_fields: Sequence[str] = ("registry_uri", "model_name", "version", "verdict_uri", "server_url",
-                                      "namespace", "image")
-    operator_extra_links = (ModelVersionLink(),)
-    default_timeout = timedelta(minutes=15)
-    #: The version being deployed, once known; the extra link opens its page.
-    model_version: int | None = None
+    #: Whether a ``canary`` policy is accepted; an operator that restores a known version says no.
+    allows_canary = True
+    model_name: str
 
     def __init__(
         self,
         *,
-        model_name: str,
-        version: Any,
-        verdict_uri: str,
         target: Target = "local",
         server_url: str | None = None,
         alias: str = "champion",
@@ -87,6 +71,9 @@ class DeployModelOperator(MlopsBaseOperator):
         **kwargs: Any,
     ) -> None:
         check_target(target, ("local", "none", "kubernetes"))
+        if canary is not None and not self.allows_canary:
+            raise ValueError(f"canary is not supported by {type(self).__name__}, which rolls the version out "
+                             f"directly; got canary={canary!r}")
         if target != "kubernetes" and (canary or kubernetes_options):
             raise ValueError(f"canary and kubernetes_options need target='kubernetes', got target={target!r}")
         if target == "kubernetes":
@@ -100,9 +87,6 @@ class DeployModelOperator(MlopsBaseOperator):
             if unknown:
                 raise ValueError(f"kubernetes_options has unknown keys {unknown}; known: {list(KUBERNETES_OPTIONS)}")
         super().__init__(**kwargs)
-        self.model_name = model_name
-        self.version = version
-        self.verdict_uri = verdict_uri
         self.target = target
         self.server_url = server_url
         self.alias = alias
@@ -114,6 +98,17 @@ class DeployModelOperator(MlopsBaseOperator):
         self.canary = canary
         self.rollout_timeout = rollout_timeout
         self.kubernetes_options = dict(kubernetes_options or {})
+
+    def serving_target(self) -> ServingTarget | None:
+        """The target to see the version served on, or None (``target="none"``) to move the alias only."""
+        if self.target == "kubernetes":
+            return self.kubernetes_target()
+        if self.target == "none":
+            return None
+        from mlops_airflow import settings
+        from mlops_airflow.deploy.local import LocalServerTarget
+
+        return LocalServerTarget(self.server_url or settings.server_url(), timeout=self.wait_timeout)
 
     def kubernetes_target(self) -> ServingTarget:
         """The Kubernetes target, its clients from the provider's KubernetesHook (``kubernetes_conn_id``)."""
@@ -143,6 +138,32 @@ class DeployModelOperator(MlopsBaseOperator):
         return KubernetesTarget(apps_v1=hook.apps_v1_client, core_v1=hook.core_v1_client, settings=settings,
                                 smoke_rows=lambda name, version: smoke_rows(registry, registry.get_version(name, version)))
 
+
+class DeployModelOperator(ServingTargetOperator):
+    """Stage, move ``alias`` by compare-and-swap, wait for the server, roll back on failure.
+
+    :param model_name: the model (templated).
+    :param version: from :class:`RegisterModelOperator` (templated).
+    :param verdict_uri: from :class:`EvaluateModelOperator` (templated).
+
+    The serving target (``target``, ``server_url``, ``alias``, ``wait_timeout`` and, for
+    ``target="kubernetes"``, ``kubernetes_conn_id``, ``namespace``, ``image``, ``replicas``,
+    ``canary``, ``rollout_timeout``, ``kubernetes_options``) is as :class:`ServingTargetOperator` says.
+    """
+
+    template_fields: Sequence[str] = ("registry_uri", "model_name", "version", "verdict_uri", "server_url",
+                                      "namespace", "image")
+    operator_extra_links = (ModelVersionLink(),)
+    default_timeout = timedelta(minutes=15)
+    #: The version being deployed, once known; the extra link opens its page.
+    model_version: int | None = None
+
+    def __init__(self, *, model_name: str, version: Any, verdict_uri: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.version = version
+        self.verdict_uri = verdict_uri
+
     def run(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.pipeline.deploy import run_deployment
 
@@ -153,8 +174,7 @@ class DeployModelOperator(MlopsBaseOperator):
             model_name=self.model_name,
             version=version,
             verdict_uri=self.verdict_uri,
-            target=(self.kubernetes_target() if self.target == "kubernetes"
-                    else serving_target(self.target, self.server_url, self.wait_timeout)),
+            target=self.serving_target(),
             by=f"{lineage['dag_id']}/{lineage['run_id']}/{lineage['task_id']}",
             alias=self.alias,
         )

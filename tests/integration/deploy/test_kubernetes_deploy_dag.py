@@ -1,4 +1,5 @@
-"""DeployModelOperator(target="kubernetes") in a DAG run by dag.test(), through the provider's REAL KubernetesHook.
+"""DeployModelOperator and RollbackModelOperator (target="kubernetes") in DAGs run by dag.test(), through the
+provider's REAL KubernetesHook.
 
 The Airflow connection holds a kubeconfig pointing at the fake API server (no cluster is
 used); the pods' traffic reaches a REAL `mlops-airflow serve` process through the fake's proxy.
@@ -82,3 +83,72 @@ def test_deploy_operator_rolls_out_and_rolls_back_on_kubernetes(
     assert registry.get_alias("m", "champion")["version"] == 1
     restored = fake_kube.get("deployments", "mlops-m", "team-a")
     assert restored is not None and restored["spec"] == deployment["spec"]
+
+
+def rollback_dag(dag_id: str, **arguments: Any) -> Any:
+    from airflow.sdk import DAG
+
+    from mlops_airflow.operators.rollback import RollbackModelOperator
+
+    with DAG(dag_id, schedule=None, catchup=False) as dag:
+        RollbackModelOperator(task_id="rollback", model_name="m", reason="v2 misbehaves", target="kubernetes",
+                              kubernetes_conn_id="fake_k8s", image="example.org/mlops-airflow-server:test",
+                              replicas=1, **arguments)
+    serialize(dag)
+    return dag
+
+
+def pinned(fake_kube: FakeKube) -> tuple[str, str]:
+    """(MLOPS_AIRFLOW_MODEL_VERSION, sha256 annotation) of the Deployment's pod template."""
+    from mlops_airflow.deploy.kubernetes import SHA_ANNOTATION
+
+    deployment = fake_kube.get("deployments", "mlops-m", "team-a")
+    assert deployment is not None
+    template = deployment["spec"]["template"]
+    env = {item["name"]: item.get("value") for item in template["spec"]["containers"][0]["env"]}
+    assert env["MLOPS_AIRFLOW_MODEL_SHA256"] == template["metadata"]["annotations"][SHA_ANNOTATION]
+    return env["MLOPS_AIRFLOW_MODEL_VERSION"], env["MLOPS_AIRFLOW_MODEL_SHA256"]
+
+
+def test_rollback_operator_rolls_the_earlier_version_out_and_undoes_a_stuck_rollout(
+    airflow_db: Path, registry: Any, build_version: Any, model_server: Any, fake_kube: FakeKube,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_FAKE_K8S", json.dumps(
+        {"conn_type": "kubernetes", "extra": {"kube_config": fake_kube.kubeconfig(), "namespace": "team-a"}}))
+    options = {"kubernetes_options": {"poll_interval": 0.1, "ready_timeout": 120}}
+    v1 = build_version("m", JAN, promote=False, estimator=FAST)
+    v2 = build_version("m", BOTH, promote=False, key="k2", estimator=FAST)
+    fake_kube.default_backend = model_server("m")
+    for manifest in (v1, v2):
+        assert str(deploy_dag(manifest, rollout_timeout=30, **options).test().state) == "success"
+    assert pinned(fake_kube) == ("2", v2["sha256"])
+    on_v2 = fake_kube.get("deployments", "mlops-m", "team-a")
+    assert on_v2 is not None
+
+    # v1's pods never come up: the Deployment goes back to v2's spec and the alias back to v2, saying why.
+    fake_kube.scenario["mlops-m"] = "stuck"
+    run = rollback_dag("k8s_rollback_stuck", rollout_timeout=1, **options).test()
+    assert str(run.state) == "failed"
+    error = xcom_value(run, "rollback", "error")
+    assert error.startswith("DeployError: v1 did not come up on the serving target; champion stays at v2")
+    assert "Deployment team-a/mlops-m did not roll out within 1s" in error
+    assert "restored Deployment mlops-m to its previous spec" in error
+    alias = registry.get_alias("m", "champion")
+    assert alias["version"] == 2 and alias["reason"].startswith("undo rollback: v1 did not come up")
+    restored = fake_kube.get("deployments", "mlops-m", "team-a")
+    assert restored is not None and restored["spec"] == on_v2["spec"]
+    assert pinned(fake_kube) == ("2", v2["sha256"])
+
+    # The cluster is healthy again: the rollback rolls v1 out, smoke-tests it through the Service, keeps the alias.
+    fake_kube.scenario["mlops-m"] = "ok"
+    smoked = len(fake_kube.calls("POST", "/services/mlops-m/proxy/predict"))
+    run = rollback_dag("k8s_rollback", rollout_timeout=30, **options).test()
+    assert str(run.state) == "success", xcom_value(run, "rollback", "error")
+    result = xcom_value(run, "rollback")
+    assert (result["rolled_back"], result["version"], result["previous_version"]) == (True, 1, 2)
+    assert pinned(fake_kube) == ("1", v1["sha256"])
+    assert len(fake_kube.calls("POST", "/services/mlops-m/proxy/predict")) == smoked + 1
+    alias = registry.get_alias("m", "champion")
+    assert (alias["version"], alias["reason"]) == (1, "rollback: v2 misbehaves")
+    assert alias["by"] == f"k8s_rollback/{run.run_id}"
