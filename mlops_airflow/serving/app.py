@@ -309,9 +309,12 @@ def _check(loaded: LoadedModel, raw: bytes, max_rows: int) -> ParsedRows:
     return parse_rows(payload, loaded.request_checker, max_rows=max_rows, frame=False)
 
 
-def _check_and_predict(loaded: LoadedModel, raw: bytes, max_rows: int) -> tuple[ParsedRows, Any]:
+def _check_and_predict(loaded: LoadedModel, raw: bytes, max_rows: int, probabilities: bool) -> tuple[ParsedRows, Any]:
     parsed = _check(loaded, raw, max_rows)
-    return parsed, (predict_parsed(loaded, parsed) if parsed.ok else None)
+    return parsed, (predict_parsed(loaded, parsed, probabilities=probabilities) if parsed.ok else None)
+
+
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def create_app(
@@ -416,12 +419,20 @@ def create_app(
             return _not_ready(slot)
         request_id = _request_id(request)
         headers = {"x-request-id": request_id}
+        # ?probabilities=false: labels only (for a large body that is exactly model.predict, and a smaller answer)
+        probabilities = _FLAGS.get(request.query_params.get("probabilities", "true").lower())
+        if probabilities is None:
+            metrics.error("validation")
+            errors = [f"probabilities: expected true or false, got {request.query_params['probabilities']!r}"]
+            return _json(422, {"detail": {"errors": errors, "warnings": []}}, headers)
         raw = await request.body()  # already read, within the limit, by GuardMiddleware
         if len(raw) <= _INLINE_BODY_BYTES:
             parsed = _check(loaded, raw, max_rows)
             result: Any = await batcher.predict(loaded, parsed) if parsed.ok else None
+            if not probabilities and isinstance(result, dict):
+                result = {"predictions": result["predictions"]}
         else:  # big enough to predict alone: one trip to the thread pool for all of it
-            parsed, result = await run_in_threadpool(_check_and_predict, loaded, raw, max_rows)
+            parsed, result = await run_in_threadpool(_check_and_predict, loaded, raw, max_rows, probabilities)
         if parsed.warning_fields:
             metrics.warned(parsed.warning_fields)
         if not parsed.ok:

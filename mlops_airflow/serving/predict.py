@@ -57,18 +57,19 @@ def _predict_is_argmax_of_proba(estimator: Any) -> bool:
     return predict is ForestClassifier.predict and getattr(estimator, "n_outputs_", 0) == 1
 
 
-def predict_rows(loaded: LoadedModel, frame: Any) -> dict[str, Any]:
+def predict_rows(loaded: LoadedModel, frame: Any, *, probabilities: bool = True) -> dict[str, Any]:
     """Predictions (and, for a classifier, probabilities) exactly as ``model.predict`` / ``predict_proba`` give.
 
     For a Pipeline the transforms run once for both answers (``Pipeline.predict`` is those
     transforms then the final step's ``predict``, and the same holds for ``predict_proba``);
     for estimators whose ``predict`` is itself the arg-max of ``predict_proba`` (forests,
     histogram boosting) the labels are taken from the probabilities instead of computing them twice.
+    With ``probabilities=False`` it is exactly ``model.predict``.
     """
     import numpy as np
 
     model = loaded.model
-    wants_proba = loaded.is_classifier and hasattr(model, "predict_proba")
+    wants_proba = probabilities and loaded.is_classifier and hasattr(model, "predict_proba")
     transforms, final = _final_step(model) if wants_proba else ([], model)
     rows = frame
     for transform in transforms:
@@ -76,14 +77,14 @@ def predict_rows(loaded: LoadedModel, frame: Any) -> dict[str, Any]:
     if not wants_proba:
         predictions = np.asarray(model.predict(frame))
         return {"predictions": [json_number(value) for value in predictions.tolist()]}
-    probabilities = np.asarray(final.predict_proba(rows))
+    proba = np.asarray(final.predict_proba(rows))
     if _predict_is_argmax_of_proba(final):
-        predictions = final.classes_.take(np.argmax(probabilities, axis=1), axis=0)
+        predictions = final.classes_.take(np.argmax(proba, axis=1), axis=0)
     else:
         predictions = np.asarray(final.predict(rows))
     return {
         "predictions": [json_number(value) for value in predictions.tolist()],
-        "probabilities": [[json_number(p) for p in row] for row in probabilities.tolist()],
+        "probabilities": [[json_number(p) for p in row] for row in proba.tolist()],
         "classes": loaded.classes,
     }
 
@@ -201,9 +202,10 @@ def _predict_one(job: _Job) -> Any:
     return predict_parsed(job.loaded, job.parsed)
 
 
-def predict_parsed(loaded: LoadedModel, parsed: ParsedRows) -> Any:
+def predict_parsed(loaded: LoadedModel, parsed: ParsedRows, *, probabilities: bool = True) -> Any:
     """:func:`predict_rows` on one checked request; the exception instead if it raises."""
     try:
-        return predict_rows(loaded, loaded.request_checker.build_frame(parsed.values or {}))
+        return predict_rows(loaded, loaded.request_checker.build_frame(parsed.values or {}),
+                            probabilities=probabilities)
     except Exception as exc:  # handed to the request, which turns it into its answer
         return exc

@@ -272,7 +272,7 @@ def _optuna_search(
     n_trials = opts["n_candidates"] if opts["n_candidates"] != "exhaust" else DEFAULT_OPTIONS["n_candidates"]
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=opts["random_state"]))
     study.optimize(objective, n_trials=n_trials)
-    done = sorted((t for t in study.trials if t.value is not None), key=lambda t: -t.value)
+    done = sorted((t for t in study.trials if t.value is not None), key=lambda t: t.value or 0.0, reverse=True)
     best = clone(pipeline).set_params(**{prefix + k: v for k, v in study.best_params.items()}).fit(X, y)
     return best, {
         "n_candidates": len(study.trials),

@@ -123,3 +123,25 @@ def test_grid_search_for_a_regressor_uses_a_regression_score() -> None:
     assert summary is not None and summary["scoring"] == "neg_root_mean_squared_error"
     assert summary["n_candidates"] == 3 and summary["cv"] == 4
     assert summary["best_params"]["alpha"] in (0.01, 1.0, 100.0)
+
+
+def test_optuna_search_finds_params_and_summarises_on_the_training_rows() -> None:
+    pytest.importorskip("optuna", reason="the optuna extra is not installed")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mlops_airflow.training.tuning import tune
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    y = pd.Series((X["a"] + 0.3 * rng.normal(size=300) > 0).astype(int))
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression())
+    best, summary = tune(pipeline, X, y, task="binary", prefix="logisticregression__",
+                         search_space={"C": {"type": "loguniform", "low": 0.001, "high": 100}},
+                         options={"method": "optuna", "n_candidates": 6, "cv": 3})
+    assert summary["method"] == "optuna" and summary["n_candidates"] == 6 and summary["train_rows"] == 300
+    assert 0.001 <= summary["best_params"]["C"] <= 100
+    assert best.get_params()["logisticregression__C"] == summary["best_params"]["C"]
+    assert summary["top"][0]["mean_score"] == summary["best_score"] > 0.8
+    json.dumps(summary)

@@ -84,6 +84,24 @@ def test_predict_answers_with_predictions_probabilities_and_warnings(
     assert client.post("/predict", json={"instances": rows}).json()["predictions"] == body["predictions"]
 
 
+def test_probabilities_false_answers_labels_only_for_small_and_large_bodies(
+    client: TestClient, models: Any, eventually: Any
+) -> None:
+    models.register()
+    models.promote(1)
+    eventually(lambda: ready_version(client) == 1)
+    many = [GOOD, {**GOOD, "hour": 3, "payment_type": "cash"}] * 1000  # over the inline size: predicted alone
+    for rows in ([GOOD], many):
+        full = client.post("/predict", json={"rows": rows}).json()
+        labels = client.post("/predict?probabilities=false", json={"rows": rows})
+        assert labels.status_code == 200, labels.text
+        assert "probabilities" not in labels.json() and "classes" not in labels.json()
+        assert labels.json()["predictions"] == full["predictions"] and "probabilities" in full
+    wrong = client.post("/predict?probabilities=maybe", json={"row": GOOD})
+    assert wrong.status_code == 422
+    assert wrong.json()["detail"]["errors"] == ["probabilities: expected true or false, got 'maybe'"]
+
+
 def test_bad_requests_get_422_naming_every_field(client: TestClient, models: Any, eventually: Any) -> None:
     models.register()
     models.promote(1)
