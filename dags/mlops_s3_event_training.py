@@ -1,7 +1,7 @@
 """Push instead of poll: S3 event notifications through SQS start validation, which starts training.
 
     S3 "object created" -> SQS queue -> AssetWatcher (MessageQueueTrigger, in the triggerer)
-        -> asset event on s3://mlops-landing/trips -> this DAG: validate
+        -> asset event on x-mlops://landing/... -> this DAG: validate
         -> asset event x-mlops://trip_tips/validated -> mlops_asset_training
 
 Set up once: an SQS queue whose policy lets S3 send to it, and an event notification on
@@ -11,26 +11,29 @@ message batch is in the triggering event's `extra["payload"]`. No worker slot is
 while nothing happens, and no run starts for S3's setup test message (it has no
 `Records`).
 
-Parsing this file imports the Amazon provider (and boto3) through common-messaging:
-the one example DAG that does; install the `aws` extra to use it.
+The watcher's `QueueEventTrigger` is common-messaging's `MessageQueueTrigger`, built in the
+triggerer: importing that module loads every queue provider (boto3 for SQS), which the DAG
+processor would otherwise pay at every parse. Install the `aws` extra to run it.
 """
 
 from __future__ import annotations
 
-from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
 from airflow.sdk import DAG, Asset, AssetWatcher, Param
 
 from mlops_airflow.operators.validate import ValidateDataOperator
+from mlops_airflow.sensors.triggers.messaging import QueueEventTrigger
 
 LANDING = "s3://mlops-landing/trips"
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/mlops-landing-events"
 
 landing = Asset(
-    LANDING,
+    # An x- scheme: an s3:// asset URI makes Airflow load the Amazon provider (and boto3) to normalise it
+    # at every parse. The asset names the landing prefix; the data itself is read from LANDING.
+    "x-mlops://landing/mlops-landing/trips",
     watchers=[
         AssetWatcher(
             name="mlops_landing_sqs",
-            trigger=MessageQueueTrigger(
+            trigger=QueueEventTrigger(
                 scheme="sqs",
                 sqs_queue=QUEUE_URL,
                 aws_conn_id="aws_default",

@@ -260,11 +260,6 @@ def cmd_suite_infer(args: argparse.Namespace) -> int:
 bundled_files = settings.bundled_files
 
 
-#: Example DAGs that import an optional provider when parsed: copied only where it is installed,
-#: so that `init` never leaves an import error in a deployment's DAG list.
-OPTIONAL_DAGS = {"mlops_s3_event_training.py": ("airflow.providers.common.messaging", "aws")}
-
-
 def cmd_init(args: argparse.Namespace) -> int:
     dags, include = bundled_files()
     target = Path(args.dags_folder).expanduser().resolve()
@@ -272,10 +267,6 @@ def cmd_init(args: argparse.Namespace) -> int:
     copied = []
     for source in sorted(dags.glob("*.py")):
         destination = target / source.name
-        needs = OPTIONAL_DAGS.get(source.name)
-        if needs and not _importable(needs[0]):
-            print(f"skip {source.name} (needs {needs[0]}: pip install 'mlops-airflow[{needs[1]}]')")
-            continue
         if destination.exists() and not args.force:
             print(f"skip {destination} (exists; --force to overwrite)")
             continue
@@ -293,15 +284,6 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     print(f"{len(copied)} files copied into {target}")
     return 0
-
-
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # a parent package is missing
-        return False
 
 
 def build_parser() -> argparse.ArgumentParser:

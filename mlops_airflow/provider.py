@@ -34,7 +34,8 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [{"integration-name": "mlops-airflow", "python-modules": OPERATOR_MODULES}],
         "sensors": [{"integration-name": "mlops-airflow", "python-modules": ["mlops_airflow.sensors.s3"]}],
         "hooks": [{"integration-name": "mlops-airflow", "python-modules": ["mlops_airflow.hooks.registry"]}],
-        "triggers": [{"integration-name": "mlops-airflow", "python-modules": ["mlops_airflow.sensors.triggers.s3"]}],
+        "triggers": [{"integration-name": "mlops-airflow", "python-modules": ["mlops_airflow.sensors.triggers.s3",
+                                                                          "mlops_airflow.sensors.triggers.messaging"]}],
         "extra-links": [
             "mlops_airflow.operators.links.ValidationReportLink",
             "mlops_airflow.operators.links.GateReportLink",

@@ -92,6 +92,9 @@ def test_the_sqs_event_dag_parses_with_its_asset_watcher() -> None:
     (asset,) = dag.timetable.asset_condition.objects
     (watcher,) = asset.watchers
     classpath, kwargs = watcher.trigger.serialize()
+    assert classpath == "mlops_airflow.sensors.triggers.messaging.QueueEventTrigger" and kwargs["scheme"] == "sqs"
+    # what the triggerer builds from it: common-messaging's trigger, routed to the Amazon SQS trigger
+    classpath, kwargs = watcher.trigger.trigger.serialize()
     assert classpath == "airflow.providers.amazon.aws.triggers.sqs.SqsSensorTrigger"
     assert kwargs["sqs_queue"].startswith("https://sqs.") and kwargs["message_filtering"] == "jsonpath"
     assert DagSerialization.serialize_dag(dag)["tasks"]  # the DAG processor can store it

@@ -32,15 +32,9 @@ def heavy_imports(target: str) -> list[str]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-#: Example DAGs allowed a heavy import, and why. The SQS AssetWatcher example must build the
-#: common-messaging MessageQueueTrigger at parse time, and that module loads every queue
-#: provider (the Amazon one imports boto3).
-HEAVY_DAG_EXCEPTIONS = {"mlops_s3_event_training.py": ["boto3"]}
-
-
 @pytest.mark.parametrize("dag_file", sorted(str(p) for p in (REPO / "dags").glob("*.py")))
 def test_parsing_a_dag_file_imports_nothing_heavy(dag_file: str) -> None:
-    assert heavy_imports(dag_file) == HEAVY_DAG_EXCEPTIONS.get(Path(dag_file).name, [])
+    assert heavy_imports(dag_file) == []
 
 
 @pytest.mark.parametrize(

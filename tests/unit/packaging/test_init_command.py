@@ -6,14 +6,10 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from testsupport import REPO
 
 from mlops_airflow.cli import main
-
-if TYPE_CHECKING:
-    import pytest
 
 
 def test_init_copies_dags_and_include_and_the_copy_parses(tmp_path: Path) -> None:
@@ -56,14 +52,3 @@ def test_the_wheel_ships_dags_and_include(tmp_path: Path) -> None:
     assert sources - names == set()
     assert "mlops_airflow/py.typed" in names
 
-
-def test_init_skips_an_example_dag_whose_provider_is_missing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from mlops_airflow import cli
-
-    monkeypatch.setitem(cli.OPTIONAL_DAGS, "mlops_s3_event_training.py", ("no_such_provider.messaging", "aws"))
-    assert main(["init", str(tmp_path)]) == 0
-    assert not (tmp_path / "mlops_s3_event_training.py").exists()
-    assert "pip install 'mlops-airflow[aws]'" in capsys.readouterr().out
-    assert (tmp_path / "mlops_continuous_training.py").exists()
