@@ -30,7 +30,6 @@ up meanwhile. Auth, the body limit and request metrics live in
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -41,6 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -51,7 +51,7 @@ from mlops_airflow.serving.loading import LoadedModel, load_manifest_model
 from mlops_airflow.serving.metrics import ServerMetrics, worker_exited
 from mlops_airflow.serving.middleware import GuardMiddleware
 from mlops_airflow.serving.predict import MicroBatcher, predict_parsed
-from mlops_airflow.serving.requests import DEFAULT_MAX_ROWS, ParsedRows, parse_rows
+from mlops_airflow.serving.requests import DEFAULT_MAX_ROWS, ParsedRows, decode_json, parse_rows
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -290,9 +290,9 @@ def _not_ready(slot: ModelSlot) -> JSONResponse:
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    # json.dumps straight to bytes: FastAPI's jsonable_encoder walk costs more than the model on one row
-    return Response(json.dumps(body, allow_nan=False), status_code=status, media_type="application/json",
-                    headers=headers)
+    # straight to bytes: FastAPI's jsonable_encoder walk costs more than the model on one row, and
+    # msgspec writes a thousand predictions several times faster than json.dumps (no NaN gets here)
+    return Response(msgspec.json.encode(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def _request_id(request: Request) -> str:
@@ -303,7 +303,7 @@ def _request_id(request: Request) -> str:
 def _check(loaded: LoadedModel, raw: bytes, max_rows: int) -> ParsedRows:
     """Parse and validate one request body against the served model's schema (no frame yet)."""
     try:
-        payload = json.loads(raw)
+        payload = decode_json(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         return ParsedRows(None, [f"body is not valid JSON: {exc}"])
     return parse_rows(payload, loaded.request_checker, max_rows=max_rows, frame=False)
@@ -419,7 +419,7 @@ def create_app(
             return _not_ready(slot)
         request_id = _request_id(request)
         headers = {"x-request-id": request_id}
-        # ?probabilities=false: labels only (for a large body that is exactly model.predict, and a smaller answer)
+        # ?probabilities=false: labels only, exactly what model.predict gives, and a smaller answer
         probabilities = _FLAGS.get(request.query_params.get("probabilities", "true").lower())
         if probabilities is None:
             metrics.error("validation")
@@ -428,9 +428,7 @@ def create_app(
         raw = await request.body()  # already read, within the limit, by GuardMiddleware
         if len(raw) <= _INLINE_BODY_BYTES:
             parsed = _check(loaded, raw, max_rows)
-            result: Any = await batcher.predict(loaded, parsed) if parsed.ok else None
-            if not probabilities and isinstance(result, dict):
-                result = {"predictions": result["predictions"]}
+            result: Any = await batcher.predict(loaded, parsed, probabilities=probabilities) if parsed.ok else None
         else:  # big enough to predict alone: one trip to the thread pool for all of it
             parsed, result = await run_in_threadpool(_check_and_predict, loaded, raw, max_rows, probabilities)
         if parsed.warning_fields:

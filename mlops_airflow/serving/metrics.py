@@ -20,6 +20,7 @@ version as 1 while any live worker serves it.
 from __future__ import annotations
 
 import os
+from collections import Counter as Tally
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -99,11 +100,7 @@ class ServerMetrics:
     def predicted(self, loaded: LoadedModel, predictions: list[Any]) -> None:
         version = str(loaded.version)
         if loaded.is_classifier:
-            counts: dict[str, int] = {}
-            for label in predictions:
-                key = str(label)
-                counts[key] = counts.get(key, 0) + 1
-            for label, count in counts.items():
+            for label, count in Tally(map(str, predictions)).items():
                 self.predictions.labels(version, label).inc(count)
             return
         histogram = self.prediction_value.labels(version)

@@ -12,7 +12,6 @@ server predicts each request as it comes; a batch is whatever queued up meanwhil
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 from typing import TYPE_CHECKING, Any
@@ -31,11 +30,15 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_ROWS = 256
 
 
-def json_number(value: Any) -> Any:
-    # JSON has no NaN or Infinity: a model that produces one answers null for that row
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def json_values(values: Any) -> list[Any]:
+    """A numpy array as (nested) lists of JSON values: JSON has no NaN or Infinity, so those are null."""
+    import numpy as np
+
+    if values.dtype.kind != "f" or bool(np.isfinite(values).all()):
+        return values.tolist()  # type: ignore[no-any-return]
+    answer = values.astype(object)
+    answer[~np.isfinite(values)] = None
+    return answer.tolist()  # type: ignore[no-any-return]
 
 
 def _final_step(model: Any) -> tuple[list[Any], Any]:
@@ -75,27 +78,27 @@ def predict_rows(loaded: LoadedModel, frame: Any, *, probabilities: bool = True)
     for transform in transforms:
         rows = transform.transform(rows)
     if not wants_proba:
-        predictions = np.asarray(model.predict(frame))
-        return {"predictions": [json_number(value) for value in predictions.tolist()]}
+        return {"predictions": json_values(np.asarray(model.predict(frame)))}
     proba = np.asarray(final.predict_proba(rows))
     if _predict_is_argmax_of_proba(final):
         predictions = final.classes_.take(np.argmax(proba, axis=1), axis=0)
     else:
         predictions = np.asarray(final.predict(rows))
     return {
-        "predictions": [json_number(value) for value in predictions.tolist()],
-        "probabilities": [[json_number(p) for p in row] for row in proba.tolist()],
+        "predictions": json_values(predictions),
+        "probabilities": json_values(proba),
         "classes": loaded.classes,
     }
 
 
 
 class _Job:
-    __slots__ = ("loaded", "parsed", "future", "loop")
+    __slots__ = ("loaded", "parsed", "probabilities", "future", "loop")
 
-    def __init__(self, loaded: LoadedModel, parsed: ParsedRows, future: asyncio.Future[Any],
+    def __init__(self, loaded: LoadedModel, parsed: ParsedRows, probabilities: bool, future: asyncio.Future[Any],
                  loop: asyncio.AbstractEventLoop) -> None:
-        self.loaded, self.parsed, self.future, self.loop = loaded, parsed, future, loop
+        self.loaded, self.parsed, self.probabilities = loaded, parsed, probabilities
+        self.future, self.loop = future, loop
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:
@@ -131,12 +134,12 @@ class MicroBatcher:
             self._thread.join(timeout)
             self._thread = None
 
-    async def predict(self, loaded: LoadedModel, parsed: ParsedRows) -> Any:
+    async def predict(self, loaded: LoadedModel, parsed: ParsedRows, *, probabilities: bool = True) -> Any:
         import asyncio
 
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Job(loaded, parsed, future, loop))
+        self._queue.put(_Job(loaded, parsed, probabilities, future, loop))
         return await future
 
     def _run(self) -> None:
@@ -183,14 +186,15 @@ class MicroBatcher:
             for name in names:
                 merged[name].extend((item.parsed.values or {})[name])
         try:
-            body = predict_rows(loaded, loaded.request_checker.build_frame(merged))
+            body = predict_rows(loaded, loaded.request_checker.build_frame(merged),
+                                probabilities=any(item.probabilities for item in batch))
         except Exception:  # which request is at fault? predict them one by one
             return [_predict_one(item) for item in batch]
         results, start = [], 0
         for item in batch:
             end = start + item.parsed.rows
             part = {"predictions": body["predictions"][start:end]}
-            if "probabilities" in body:
+            if "probabilities" in body and item.probabilities:
                 part["probabilities"] = body["probabilities"][start:end]
                 part["classes"] = body["classes"]
             results.append(part)
@@ -199,13 +203,12 @@ class MicroBatcher:
 
 
 def _predict_one(job: _Job) -> Any:
-    return predict_parsed(job.loaded, job.parsed)
+    return predict_parsed(job.loaded, job.parsed, probabilities=job.probabilities)
 
 
 def predict_parsed(loaded: LoadedModel, parsed: ParsedRows, *, probabilities: bool = True) -> Any:
     """:func:`predict_rows` on one checked request; the exception instead if it raises."""
     try:
-        return predict_rows(loaded, loaded.request_checker.build_frame(parsed.values or {}),
-                            probabilities=probabilities)
+        return predict_rows(loaded, loaded.request_checker.frame_of(parsed), probabilities=probabilities)
     except Exception as exc:  # handed to the request, which turns it into its answer
         return exc

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     import pandas as pd
 
 #: Default limit on rows per request: bigger batches belong in a batch job, not a request.
@@ -46,6 +48,22 @@ _SHAPE_HINT = (
 )
 #: The keys a body may hold its rows under; exactly one must be present.
 _BODY_KEYS = ("rows", "instances", "row", "columns", "inputs", "dataframe_records", "dataframe_split")
+
+
+def decode_json(raw: bytes) -> Any:
+    """``json.loads(raw)``, about four times faster on the bodies that matter.
+
+    msgspec (a dependency of Airflow itself) decodes standard JSON to the same Python values;
+    what it refuses (``NaN``, which Python's own ``json.dumps`` writes, an integer beyond
+    64 bits, a byte-order mark, malformed input) goes to ``json.loads``, so a body means
+    what it always meant and a bad one gets the standard library's message.
+    """
+    import msgspec
+
+    try:
+        return msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return json.loads(raw)
 
 
 @dataclass
@@ -64,6 +82,8 @@ class ParsedRows:
     values: dict[str, list[Any]] | None = None
     #: How many rows the request holds (when accepted).
     rows: int = 0
+    #: The frame's columns, already typed, when the whole-column checks built them (``frame=False``).
+    columns: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -82,6 +102,12 @@ class SchemaChecker:
     def build_frame(self, values: dict[str, list[Any]]) -> pd.DataFrame:
         """The model's input from checked values (those of one request, or of several concatenated)."""
         return _build_frame(self.columns, values)
+
+    def frame_of(self, parsed: ParsedRows) -> pd.DataFrame:
+        """The model's input for one accepted request (``parse_rows(..., frame=False)``)."""
+        if parsed.columns is not None:
+            return _frame_from(self.columns, parsed.columns)
+        return _build_frame(self.columns, parsed.values or {})
 
 
 class _Messages:
@@ -205,8 +231,12 @@ class _ColumnChecker:
             return self._check_datetime(value, field_, errors)
         return self._check_category(value, field_, errors, warnings)
 
-    def fast(self, values: list[Any]) -> list[Any] | None:
-        """``values`` as the row-by-row check would give them if it finds nothing to say; else None."""
+    def fast(self, values: Sequence[Any]) -> Any | None:
+        """The column as the frame holds it, if the row-by-row check would find nothing to say; else None.
+
+        The conversion the frame needs doubles as the check: a float column's numbers are
+        converted once, checked, and handed on as they are.
+        """
         types = set(map(type, values))
         nulls = type(None) in types
         if nulls:
@@ -216,7 +246,10 @@ class _ColumnChecker:
         if self.family in ("integer", "float"):
             if not types <= ({int} if self.family == "integer" else {int, float}):
                 return None  # bools, strings, integral floats for an integer column, ...
-            return values if self._numbers_are_plain(values, nulls) else None
+            numbers = self._plain_numbers(values, nulls)
+            if numbers is None:
+                return None
+            return numbers if _frame_dtype(self, nulls) == "float64" else _frame_column(self, values)
         if self.family == "text":
             if not types <= {str}:
                 return None
@@ -226,33 +259,39 @@ class _ColumnChecker:
                 return None
             if self.seen_categories is not None and not present <= self.seen_categories:
                 return None
-            return values
+            return _frame_column(self, values)
         if self.family == "bool":
-            return values if types <= {bool} else None
+            return _frame_column(self, values) if types <= {bool} else None
         return None  # date/times: row by row
 
-    def _numbers_are_plain(self, values: list[Any], nulls: bool) -> bool:
+    def _plain_numbers(self, values: Sequence[Any], nulls: bool) -> Any | None:
+        """``values`` as float64 (a null is NaN) if every number is finite and inside every range; else None."""
         import numpy as np
 
-        present = [value for value in values if value is not None] if nulls else values
-        if not present:
-            return True
         try:
-            numbers = np.asarray(present, dtype=np.float64)
+            numbers = np.array(values, dtype=np.float64)
         except OverflowError:  # an int beyond float range
-            return False
-        if not np.isfinite(numbers).all():  # NaN (a null) or infinity
-            return False
-        low, high = float(numbers.min()), float(numbers.max())
+            return None
+        finite = np.isfinite(numbers)
+        present = numbers
+        if nulls:
+            if int(np.count_nonzero(~finite)) != values.count(None):  # NaN or infinity besides the nulls
+                return None
+            present = numbers[finite]
+            if not present.size:
+                return numbers
+        elif not finite.all():
+            return None
+        low, high = float(present.min()), float(present.max())
         if self.family == "integer" and not (-(2.0**63) < low and high < 2.0**63):
-            return False
-        if self.allowed_numbers is not None and not set(numbers.tolist()) <= self.allowed_numbers:
-            return False
+            return None
+        if self.allowed_numbers is not None and not set(present.tolist()) <= self.allowed_numbers:
+            return None
         if (self.low is not None and low < self.low) or (self.high is not None and high > self.high):
-            return False
-        if self.seen_low is not None and self.seen_high is not None:
-            return bool(self.seen_low <= low and high <= self.seen_high)
-        return True
+            return None
+        if self.seen_low is not None and self.seen_high is not None and not (self.seen_low <= low and high <= self.seen_high):
+            return None
+        return numbers
 
     def _check_number(self, value: Any, field_: str, errors: _Messages, warnings: _Messages) -> Any:
         if not _is_number(value):
@@ -404,10 +443,11 @@ def parse_rows(
         # columns are declared once for the whole body, so are their problems
         _report_columns(set(names), known, target, "", errors)
         if not errors and len(rows) >= _VECTOR_ROWS:
-            by_column = dict(zip(names, (list(column) for column in zip(*rows, strict=True)), strict=True))
-            fast = _fast_values(checkers, by_column)
-            if fast is not None:
-                return _accepted(checkers, fast, len(rows), warnings, errors, frame)
+            by_column = dict(zip(names, zip(*rows, strict=True), strict=True))
+            typed = _fast_columns(checkers, by_column)
+            if typed is not None:
+                values = {name: list(by_column[name]) for name in values}
+                return _accepted(checkers, values, len(rows), warnings, errors, frame, typed)
         rows = [dict(zip(names, row, strict=True)) for row in rows]
     else:
         bad_shape = False
@@ -421,9 +461,10 @@ def parse_rows(
             return ParsedRows(None, errors.as_list())
         _report_record_columns(rows, known, target, key, errors)
         if not errors and len(rows) >= _VECTOR_ROWS:
-            fast = _fast_values(checkers, {column.name: [row[column.name] for row in rows] for column in checkers})
-            if fast is not None:
-                return _accepted(checkers, fast, len(rows), warnings, errors, frame)
+            listed = {column.name: [row[column.name] for row in rows] for column in checkers}
+            typed = _fast_columns(checkers, listed)
+            if typed is not None:
+                return _accepted(checkers, listed, len(rows), warnings, errors, frame, typed)
 
     for index, row in enumerate(rows):
         where = f"{key}[{index}]." if many else ""
@@ -438,23 +479,23 @@ def parse_rows(
 
 
 def _accepted(checkers: list[_ColumnChecker], values: dict[str, list[Any]], rows: int, warnings: _Messages,
-              errors: _Messages, frame: bool) -> ParsedRows:
+              errors: _Messages, frame: bool, typed: dict[str, Any] | None = None) -> ParsedRows:
     if not frame:
-        return ParsedRows(None, [], warnings.as_list(), warnings.fields, values=values, rows=rows)
+        return ParsedRows(None, [], warnings.as_list(), warnings.fields, values=values, rows=rows, columns=typed)
     try:
-        built = _build_frame(checkers, values)
+        built = _frame_from(checkers, typed) if typed is not None else _build_frame(checkers, values)
     except (TypeError, ValueError) as exc:  # validated values should always convert; say so if not
         errors.add(f"cannot build the model's input from these rows: {exc}")
         return ParsedRows(None, errors.as_list(), warnings.as_list(), warnings.fields)
     return ParsedRows(built, [], warnings.as_list(), warnings.fields, rows=rows)
 
 
-#: From this many rows on, columns are first checked whole with numpy (see _fast_values).
+#: From this many rows on, columns are first checked whole with numpy (see _fast_columns).
 _VECTOR_ROWS = 32
 
 
-def _fast_values(checkers: list[_ColumnChecker], columns: dict[str, list[Any]]) -> dict[str, list[Any]] | None:
-    """Every column checked at once, or None if any value is not plainly fine.
+def _fast_columns(checkers: list[_ColumnChecker], columns: Mapping[str, Sequence[Any]]) -> dict[str, Any] | None:
+    """Every column checked at once and typed for the frame, or None if any value is not plainly fine.
 
     Only the common case is decided here: values of the column's own JSON type, no null
     where none is allowed, nothing outside a declared range or set, nothing even outside
@@ -462,14 +503,13 @@ def _fast_values(checkers: list[_ColumnChecker], columns: dict[str, list[Any]]) 
     check runs, which words each error and warning; so both paths accept exactly the same
     bodies, with the same values.
     """
-    checked = {}
+    typed = {}
     for column in checkers:
-        values = column.fast(columns[column.name])
-        if values is None:
+        converted = column.fast(columns[column.name])
+        if converted is None:
             return None
-        checked[column.name] = values
-    return checked
-
+        typed[column.name] = converted
+    return typed
 
 
 def _column_lists(inputs: dict[str, Any], errors: _Messages) -> tuple[str, list[Any]] | None:
@@ -503,11 +543,12 @@ def _columnar(payload: dict[str, Any], errors: _Messages, key: str = "data") -> 
     if not isinstance(data, list):
         errors.add(f'"data" must be a list of rows (lists of values, one per column), got {show(data)}')
         return None
-    for index, row in enumerate(data):
-        if not isinstance(row, list):
-            errors.add(f"data[{index}] must be a list of values, got {show(row)}")
-        elif len(row) != len(names):
-            errors.add(f"data[{index}] has {len(row)} values, expected {len(names)} (one per column)")
+    if set(map(type, data)) != {list} or set(map(len, data)) != {len(names)}:  # else nothing to say, row by row
+        for index, row in enumerate(data):
+            if not isinstance(row, list):
+                errors.add(f"data[{index}] must be a list of values, got {show(row)}")
+            elif len(row) != len(names):
+                errors.add(f"data[{index}] has {len(row)} values, expected {len(names)} (one per column)")
     if errors:
         return None
     return key, [names, *data]
@@ -575,20 +616,42 @@ def _frame_dtype(checker: _ColumnChecker, has_nulls: bool) -> str | None:
 
 
 def _build_frame(checkers: list[_ColumnChecker], values: dict[str, list[Any]]) -> pd.DataFrame:
+    return _frame_from(checkers, {checker.name: _frame_column(checker, values[checker.name]) for checker in checkers})
+
+
+def _frame_from(checkers: list[_ColumnChecker], columns: dict[str, Any]) -> pd.DataFrame:
     import pandas as pd
 
-    columns = {}
-    for checker in checkers:
-        column = values[checker.name]
-        series = pd.Series(column, dtype=object)
-        dtype = _frame_dtype(checker, any(value is None for value in column))
-        if checker.family == "datetime":
-            columns[checker.name] = pd.to_datetime(series).astype(checker.dtype)
-        elif dtype == "object":
-            columns[checker.name] = series
-        else:
-            columns[checker.name] = series.astype(dtype)  # type: ignore[call-overload]
-    return pd.DataFrame(columns, columns=[checker.name for checker in checkers])
+    # built in schema order, so no columns= (which makes pandas reindex what it was given)
+    return pd.DataFrame({checker.name: columns[checker.name] for checker in checkers})
+
+
+def _frame_column(checker: _ColumnChecker, column: Sequence[Any]) -> Any:
+    """One checked column as the model gets it: the same values and dtype as ``pd.Series(column, dtype=object).astype(...)``.
+
+    Numbers go to numpy and text to a pandas string array in one call each; building them
+    through an object Series costs two to three times as much, which on a large request is
+    time the model is not predicting.
+    """
+    import numpy as np
+    import pandas as pd
+
+    dtype = _frame_dtype(checker, None in column)
+    if dtype in _NUMPY_NUMBERS:  # a null is NaN here, as in a float Series
+        return np.array(column, dtype=dtype)
+    if dtype in ("str", "string"):
+        return pd.array(column, dtype=dtype)
+    series = pd.Series(column, dtype=object)
+    if checker.family == "datetime":
+        return pd.to_datetime(series).astype(checker.dtype)
+    if dtype == "object":
+        return series
+    return series.astype(dtype)  # type: ignore[call-overload]
+
+
+#: Training dtypes a list of checked numbers converts to directly (pandas' nullable ones go through a Series).
+_NUMPY_NUMBERS = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                            "float16", "float32", "float64"})
 
 
 # -- batches ---------------------------------------------------------------------------------

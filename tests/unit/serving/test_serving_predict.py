@@ -57,7 +57,8 @@ def test_only_forests_and_histogram_boosting_take_labels_from_probabilities() ->
     assert not _predict_is_argmax_of_proba(Custom(n_estimators=2).fit(X, y))
 
 
-def run_queued(batcher: Any, loaded: Any, bodies: list[dict[str, Any]]) -> list[Any]:
+def run_queued(batcher: Any, loaded: Any, bodies: list[dict[str, Any]],
+               probabilities: list[bool] | None = None) -> list[Any]:
     """Queue every request before the batcher's thread starts, so that they meet in one batch."""
     import asyncio
 
@@ -65,10 +66,10 @@ def run_queued(batcher: Any, loaded: Any, bodies: list[dict[str, Any]]) -> list[
 
     async def main() -> list[Any]:
         tasks = []
-        for body in bodies:
+        for body, wants in zip(bodies, probabilities or [True] * len(bodies), strict=True):
             parsed = parse_rows(body, loaded.request_checker, frame=False)
             assert parsed.ok, parsed.errors
-            tasks.append(asyncio.ensure_future(batcher.predict(loaded, parsed)))
+            tasks.append(asyncio.ensure_future(batcher.predict(loaded, parsed, probabilities=wants)))
         await asyncio.sleep(0.05)  # every task has queued its job
         batcher.start()
         try:
@@ -101,6 +102,31 @@ def test_queued_requests_are_predicted_in_one_call_each_getting_its_own_rows(mod
         rows = pd.DataFrame(body.get("rows") or [body["row"]]).astype({"passengers": "Int64"})
         assert answer["predictions"] == pipeline.predict(rows).tolist()
         assert np.allclose(answer["probabilities"], original(pipeline[:-1].transform(rows)))
+
+
+def test_labels_only_requests_get_no_probabilities_and_alone_cost_no_predict_proba(models: Any) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops_airflow.serving.predict import MicroBatcher
+
+    pipeline = models.fit()
+    final = pipeline.steps[-1][1]
+    assert isinstance(final, LogisticRegression)  # its predict is not taken from its probabilities
+    calls: list[str] = []
+    original_proba, original_predict = final.predict_proba, final.predict
+    final.predict_proba = lambda X: calls.append("proba") or original_proba(X)
+    final.predict = lambda X: calls.append("predict") or original_predict(X)
+    loaded = LoadedModel(pipeline, {"model_name": "m", "version": 1, "sha256": "x", "task_type": "binary",
+                                    "feature_schema": _schema(models)}, "now")
+    bodies = [{"row": {**GOOD, "hour": hour}} for hour in range(4)]
+    labels_only = run_queued(MicroBatcher(), loaded, bodies, probabilities=[False] * 4)
+    assert calls == ["predict"]  # one call for the batch, exactly model.predict
+    mixed = run_queued(MicroBatcher(), loaded, bodies, probabilities=[False, True, False, True])
+    for index, answer in enumerate(mixed):
+        assert answer["predictions"] == labels_only[index]["predictions"]
+        assert ("probabilities" in answer) == (index % 2 == 1)
+        assert ("classes" in answer) == (index % 2 == 1)
+    assert all(set(answer) == {"predictions"} for answer in labels_only)
 
 
 def _schema(models: Any) -> dict[str, Any]:
@@ -215,3 +241,13 @@ def test_a_failure_outside_predicting_reaches_every_request_of_its_batch_and_the
     answers, later = asyncio.run(main())
     assert all(isinstance(a, MlopsError) and "the prediction batch failed" in str(a) for a in answers)
     assert isinstance(later, dict) and len(later["predictions"]) == 1
+
+
+def test_non_finite_values_are_answered_as_null_in_any_shape() -> None:
+    from mlops_airflow.serving.predict import json_values
+
+    assert json_values(np.array([1.5, np.nan, np.inf, -np.inf])) == [1.5, None, None, None]
+    assert json_values(np.array([[0.25, np.nan], [0.5, 0.5]], dtype=np.float32)) == [[0.25, None], [0.5, 0.5]]
+    assert json_values(np.array(["no", "yes"], dtype=object)) == ["no", "yes"]
+    assert json_values(np.array([1, 2])) == [1, 2] and type(json_values(np.array([1]))[0]) is int
+    assert json.dumps(json_values(np.array([[np.nan]])), allow_nan=False) == "[[null]]"

@@ -94,8 +94,13 @@ def _bodies() -> list[Any]:
         {**good[0], "passengers": True},
         {**good[0], "hour": 2**64},
         {**good[0], "payment_type": None},
+        {**good[0], "passengers": float("nan")},  # NaN besides the nulls of a nullable column: a null too
+        {**good[0], "passengers": float("inf")},
+        {**good[0], "passengers": 2.5},
     ]
     bodies: list[Any] = [{"rows": good}, {"columns": list(good[0]), "data": [list(r.values()) for r in good]}]
+    no_passengers = [{**row, "passengers": None} for row in good]  # a nullable column without a value
+    bodies.append({"columns": list(good[0]), "data": [list(r.values()) for r in no_passengers]})
     for row in odd:
         bodies.append({"rows": [*good[:40], row]})
         bodies.append({"columns": list(good[0]), "data": [list(r.values()) for r in [*good[:40], row]]})
@@ -116,13 +121,19 @@ def test_the_vectorised_check_accepts_and_rejects_exactly_like_the_row_by_row_on
         assert fast.frame.equals(slow.frame)
         assert list(fast.frame.dtypes) == list(slow.frame.dtypes)
         assert fast.rows == slow.rows == len(fast.frame)
+        # what the server does: values and typed columns now, the frame later (alone or merged)
+        monkeypatch.setattr(requests_module, "_VECTOR_ROWS", 32)
+        checker = requests_module.SchemaChecker(schema)
+        deferred = parse_rows(body, checker, frame=False)
+        assert checker.frame_of(deferred).equals(slow.frame)
+        assert checker.build_frame(deferred.values).equals(slow.frame)
 
 
 def test_the_vectorised_check_is_taken_for_plain_big_bodies(schema: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlops_airflow.serving.requests as requests_module
 
     calls = []
-    original = requests_module._fast_values
-    monkeypatch.setattr(requests_module, "_fast_values", lambda *a: calls.append(1) or original(*a))
+    original = requests_module._fast_columns
+    monkeypatch.setattr(requests_module, "_fast_columns", lambda *a: calls.append(1) or original(*a))
     assert parse_rows({"rows": [GOOD] * 40}, schema).ok and calls == [1]
     assert parse_rows({"rows": [GOOD] * 3}, schema).ok and calls == [1]  # small: row by row

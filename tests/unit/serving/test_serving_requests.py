@@ -286,3 +286,63 @@ def test_other_dtypes_bool_datetime_and_object(schema: dict) -> None:
         "airport: expected true or false, got 1",
         'pickup: expected a date/time string, got "not a date"',
     ]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "family_kind", "values"),
+    [
+        ("int64", "numeric", [3, 7, 11]),
+        ("int64", "numeric", [3, None, 11]),  # a null: float64, as pandas would make it
+        ("int32", "numeric", [3, 7, 11]),
+        ("Int64", "numeric", [3, None, 11]),
+        ("float64", "numeric", [1.5, 2, None]),
+        ("float32", "numeric", [1.5, 2, 0.1]),
+        ("str", "categorical", ["a", None, "b"]),
+        ("string", "categorical", ["a", "b", None]),
+        ("category", "categorical", ["a", "b", "a"]),
+        ("object", "categorical", ["a", None, "b"]),
+        ("bool", "numeric", [True, False, True]),
+    ],
+)
+def test_the_frame_equals_what_an_object_series_cast_to_the_dtype_gives(
+    dtype: str, family_kind: str, values: list[Any]
+) -> None:
+    """The fast column builders (numpy, pandas string arrays) change nothing the model sees."""
+    import pandas as pd
+
+    from mlops_airflow.serving.requests import SchemaChecker
+
+    checker = SchemaChecker({"columns": [{"name": "x", "kind": family_kind, "dtype": dtype, "nullable": True}]})
+    built = checker.build_frame({"x": values})
+    target = "float64" if dtype == "int64" and None in values else dtype
+    expected = pd.DataFrame({"x": pd.Series(values, dtype=object).astype(target)})
+    pd.testing.assert_frame_equal(built, expected)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"rows": [{"hour": 7, "fare": 12.5, "payment_type": "card", "ok": true, "n": null}]}',
+        b'{"row": {"hour": NaN, "fare": Infinity}}',  # what Python's json.dumps writes for nan / inf
+        b'{"row": {"hour": 123456789012345678901234567890}}',  # beyond 64 bits
+        b'{"row": {"fare": 1e400}}',
+        b'\xef\xbb\xbf{"row": {}}',  # a byte-order mark
+        b'{"a": 1, "a": 2}',
+        b'"\\ud800"',
+        b"  [1.0000000000000002, -0, 5e-324]  ",
+    ],
+)
+def test_bodies_decode_to_what_json_loads_gives(raw: bytes) -> None:
+    from mlops_airflow.serving.requests import decode_json
+
+    assert repr(decode_json(raw)) == repr(json.loads(raw))
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"{} x", b'{"a": "\xff"}', b"[" * 100_000, b""])
+def test_malformed_bodies_raise_what_json_loads_raises(raw: bytes) -> None:
+    from mlops_airflow.serving.requests import decode_json
+
+    with pytest.raises((ValueError, RecursionError)) as raised:
+        decode_json(raw)
+    with pytest.raises(raised.type):
+        json.loads(raw)
