@@ -100,7 +100,10 @@ class ServerMetrics:
     def predicted(self, loaded: LoadedModel, predictions: list[Any]) -> None:
         version = str(loaded.version)
         if loaded.is_classifier:
-            for label, count in Tally(map(str, predictions)).items():
+            counts: Tally[str] = Tally()
+            for label, count in Tally(predictions).items():  # counted as they are (C speed), named as text
+                counts[str(label)] += count
+            for label, count in counts.items():
                 self.predictions.labels(version, label).inc(count)
             return
         histogram = self.prediction_value.labels(version)
