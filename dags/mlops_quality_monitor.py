@@ -8,7 +8,8 @@ and the true outcomes must land in a feedback file (CSV/Parquet: the label and a
 rows the champion answered in the last `window_hours`, computes the live metric (the gate's
 primary one by default), compares it with the champion's holdout value, stores a record under
 `<model>/monitoring/quality/`, and ends green whatever it found. Too few labelled rows decide
-nothing. `mlops_drift_retraining` is scheduled on the event (and on the drift monitor's).
+nothing; a drop found again within `cooldown_hours` of asking is recorded without a second
+event. `mlops_drift_retraining` is scheduled on the event (and on the drift monitor's).
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ with DAG(
         "alias": Param("champion", type="string", description="The alias whose version is judged"),
         "window_hours": Param(168, type="number", exclusiveMinimum=0,
                               description="Hours of served rows, up to the run, that the labels may cover"),
-        # metric (default: the gate's primary one), max_drop, min_value, min_rows:
+        # metric (default: the gate's primary one), max_drop, min_value, min_rows, cooldown_hours:
         # see mlops_airflow.evaluation.live.
-        "policy": Param({"max_drop": 0.05, "min_rows": 100}, type="object"),
+        "policy": Param({"max_drop": 0.05, "min_rows": 100, "cooldown_hours": 24}, type="object"),
     },
 ) as dag:
     QualityMonitorOperator(

@@ -18,14 +18,20 @@ Policy (all optional)::
     max_drop: 0.05       # retrain when live is worse than the champion's holdout by more than this
     min_value: 0.7       # ...or worse than this, whatever the holdout said
     min_rows: 100        # fewer joined rows: no decision ("insufficient_data"), never a retrain
+    cooldown_hours: 24   # after asking for retraining of a version, do not ask again for so long
+
+A drop found again within the cooldown is recorded as ``decision: retrain`` with
+``retrain: false`` and the reason saying when retraining was asked for: the retrained
+candidate is on its way (or was rejected at the gate, which a second run would not change).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from mlops_airflow.evaluation.cooldown import asked_since, check_cooldown, record_key
 from mlops_airflow.exceptions import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -33,7 +39,8 @@ if TYPE_CHECKING:
 
     from mlops_airflow.registry import ModelRegistry
 
-DEFAULT_POLICY: dict[str, Any] = {"metric": None, "max_drop": 0.05, "min_value": None, "min_rows": 100}
+DEFAULT_POLICY: dict[str, Any] = {"metric": None, "max_drop": 0.05, "min_value": None, "min_rows": 100,
+                                  "cooldown_hours": 24}
 
 
 def check_policy(policy: dict[str, Any] | None, task: str) -> dict[str, Any]:
@@ -56,6 +63,7 @@ def check_policy(policy: dict[str, Any] | None, task: str) -> dict[str, Any]:
         raise ConfigError(f"quality policy: max_drop={merged['max_drop']!r} must not be negative")
     if isinstance(merged["min_rows"], bool) or not isinstance(merged["min_rows"], int) or merged["min_rows"] < 1:
         raise ConfigError(f"quality policy: min_rows={merged['min_rows']!r} must be a positive integer")
+    check_cooldown(merged["cooldown_hours"], "quality policy")
     return merged
 
 
@@ -113,12 +121,15 @@ def live_quality(
     policy: dict[str, Any] | None = None,
     alias: str = "champion",
     log_uri: str | None = None,
+    run_key: str | None = None,
     s3_client: Any | None = None,
 ) -> dict[str, Any]:
     """Score what ``alias`` served against the labels in ``feedback_uri``; the stored decision record.
 
     Only rows the current ``alias`` version served count: a retrained model is not blamed
-    for its predecessor's answers.
+    for its predecessor's answers. ``run_key`` names this check (e.g. dag, run and task
+    ids): a retry of it may ask for retraining again within the cooldown, since the try
+    that asked may have failed before its event was sent.
     """
     from mlops_airflow.data.loading import load_dataset
     from mlops_airflow.evaluation.metrics import HIGHER_IS_BETTER, metrics_from_predictions
@@ -134,12 +145,13 @@ def live_quality(
     feedback = load_dataset(feedback_uri, s3_client=s3_client).frame
     joined = join_feedback(logs, feedback, label=label, key=key) if len(logs) else logs.assign(_label=[])
     reference = (champion.get("metrics") or {}).get(metric)
+    checked_at = datetime.now(UTC)
     record: dict[str, Any] = {
         "format_version": 1, "model_name": model_name, "alias": alias, "version": champion["version"],
         "metric": metric, "policy": rules, "feedback_uri": feedback_uri, "key": key,
         "logged_rows": int(len(logs)), "labelled_rows": int(len(joined)), "holdout_value": reference,
         "live_value": None, "live_metrics": {}, "retrain": False,
-        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "checked_at": checked_at.isoformat(timespec="seconds"), "run_key": run_key,
     }
     if len(joined) < rules["min_rows"]:
         record.update(decision="insufficient_data",
@@ -161,8 +173,13 @@ def live_quality(
             record.update(decision="retrain" if reasons else "ok", retrain=bool(reasons),
                           reason="; ".join(reasons) or f"live {metric}={value:.4f} is within policy "
                                                          f"(holdout {reference})")
-    stamp = record["checked_at"].replace(":", "")
-    key_name = f"{model_name}/monitoring/quality/{stamp}-v{champion['version']}.json"
+    if record["retrain"]:
+        since = checked_at - timedelta(hours=rules["cooldown_hours"])
+        asked = asked_since(registry, model_name, "quality", int(champion["version"]), since, run_key)
+        if asked:
+            record.update(retrain=False, reason=f"{record['reason']}; no retraining: asked for at {asked}, "
+                                                f"within cooldown_hours={rules['cooldown_hours']:g}")
+    key_name = record_key(model_name, "quality", checked_at, int(champion["version"])) + ".json"
     registry.store.write_bytes(key_name, to_json(record))
     record["record_uri"] = registry.store.url(key_name)
     json.dumps(record)  # the decision travels through XCom: it must be plain JSON

@@ -67,6 +67,12 @@ class _RetrainEventOperator(MlopsBaseOperator):
                 context["outlet_events"][outlet].add(asset, extra=extra)
                 self.log.info("Asset event for %s through alias %s: retraining asked for", asset.uri, outlet.name)
 
+    def run_key(self, context: Context) -> str:
+        """This check, the same for each try of it: a retry may ask again within the cooldown."""
+        from mlops_airflow.registry.registry import idempotency_key
+
+        return idempotency_key(**{k: v for k, v in self.lineage(context).items() if k != "try_number"})
+
     @staticmethod
     def policy_object(policy: dict[str, Any] | str | None) -> dict[str, Any] | None:
         """The policy as a dict: a DAG not rendering native objects hands JSON text over."""
@@ -154,7 +160,6 @@ class DriftMonitorOperator(_RetrainEventOperator):
 
     def run(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.pipeline.monitor import monitor_drift
-        from mlops_airflow.registry.registry import idempotency_key
 
         all_versions = self.all_versions
         if isinstance(all_versions, str):
@@ -170,7 +175,7 @@ class DriftMonitorOperator(_RetrainEventOperator):
             policy=self.policy_object(self.policy),
             log_uri=self.log_uri or None,
             redact=self.redact,
-            run_key=idempotency_key(**{k: v for k, v in self.lineage(context).items() if k != "try_number"}),
+            run_key=self.run_key(context),
             s3_client=self.hook.s3_client,
         )
         self.log.info("Drift of %s: %s, %s; record %s", self.model_name, result["outcome"], result["reason"],
@@ -207,7 +212,7 @@ class QualityMonitorOperator(_RetrainEventOperator):
     :param window_hours: how far back served rows are read, ending at ``until`` (templated).
     :param until: the window's end, ISO date/time; empty: now (templated).
     :param since: the window's start, overriding ``window_hours`` (templated).
-    :param policy: ``metric``, ``max_drop``, ``min_value``, ``min_rows`` (templated).
+    :param policy: ``metric``, ``max_drop``, ``min_value``, ``min_rows``, ``cooldown_hours`` (templated).
     :param log_uri: where the server writes its prediction logs; default the registry root (templated).
     """
 
@@ -262,6 +267,7 @@ class QualityMonitorOperator(_RetrainEventOperator):
             until=str(self.until) if self.until else None,
             policy=self.policy_object(self.policy),
             log_uri=self.log_uri or None,
+            run_key=self.run_key(context),
             s3_client=self.hook.s3_client,
         )
         self.log.info("Live quality of %s: %s, %s; record %s", self.model_name, result["decision"], result["reason"],

@@ -30,6 +30,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from mlops_airflow.evaluation.cooldown import asked_since, check_cooldown, record_key
 from mlops_airflow.exceptions import ConfigError, ValidationSpecError
 
 if TYPE_CHECKING:
@@ -63,9 +64,7 @@ def check_monitor_policy(policy: dict[str, Any] | None) -> dict[str, Any]:
         value = own[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"drift policy: {name}={value!r} must be a positive integer")
-    cooldown = own["cooldown_hours"]
-    if isinstance(cooldown, bool) or not isinstance(cooldown, int | float) or cooldown < 0:
-        raise ConfigError(f"drift policy: cooldown_hours={cooldown!r} must be a number >= 0")
+    check_cooldown(own["cooldown_hours"], "drift policy")
     if own["action"] not in ACTIONS:
         raise ConfigError(f"drift policy: action={own['action']!r} must be one of {', '.join(ACTIONS)}")
     thresholds.pop("reference", None)
@@ -99,28 +98,6 @@ def monitor_window(window_hours: float | None, since: datetime | str | None,
     if start >= end:
         raise ConfigError(f"the window is empty: since {start.isoformat()} is not before until {end.isoformat()}")
     return start, end
-
-
-def _asked_since(registry: ModelRegistry, model_name: str, version: int, since: datetime,
-                 run_key: str | None) -> str | None:
-    """When an earlier check asked for ``version`` to be retrained, at or after ``since`` (None: never).
-
-    While a retrained candidate is being gated (or was rejected and the champion stays), the
-    drift persists: without a cooldown every check would start another training run. Records
-    of the same ``run_key`` are an earlier try of this very check, whose event never went out.
-    """
-    stamp = since.strftime("%Y%m%dT%H%M%S%fZ")
-    prefix = f"{model_name}/monitoring/drift/"
-    for key in sorted(registry.store.list(prefix), reverse=True):
-        name = key.rsplit("/", 1)[-1]
-        if name < stamp:
-            break  # names start with the time they were written: the rest are older
-        if not name.endswith(f"-v{version}.json"):
-            continue
-        record = json.loads(registry.store.read_bytes(key))
-        if record.get("retrain") and (run_key is None or record.get("run_key") != run_key):
-            return str(record.get("checked_at"))
-    return None
 
 
 def monitor_drift(
@@ -194,7 +171,7 @@ def monitor_drift(
         retrain = outcome == "drifted" and rules["action"] == "retrain"
         if outcome == "drifted":
             since_cooldown = checked_at - timedelta(hours=rules["cooldown_hours"])
-            asked = _asked_since(registry, model_name, version, since_cooldown, run_key) if retrain else None
+            asked = asked_since(registry, model_name, "drift", version, since_cooldown, run_key) if retrain else None
             if retrain and asked:
                 retrain = False
                 then = "no retraining: asked for at " + asked
@@ -207,7 +184,7 @@ def monitor_drift(
     record.update(outcome=outcome, retrain=retrain, reason=reason, drifted_columns=list(drift["drifted_columns"]),
                   max_psi=drift["max_psi"], drift=drift)
 
-    base = f"{model_name}/monitoring/drift/{checked_at.strftime('%Y%m%dT%H%M%S%fZ')}-v{version}"
+    base = record_key(model_name, "drift", checked_at, version)
     title = f"Drift of {model_name} version {version} ({alias}) in served traffic"
     intro = (f"{len(logs)} logged rows from {start.isoformat(timespec='seconds')} to "
              f"{end.isoformat(timespec='seconds')}. Outcome: {outcome}. {reason}.")
@@ -235,6 +212,7 @@ def monitor_quality(
     until: datetime | str | None = None,
     policy: dict[str, Any] | None = None,
     log_uri: str | None = None,
+    run_key: str | None = None,
     s3_client: Any | None = None,
 ) -> dict[str, Any]:
     """Score what ``alias`` served in a window against labels that arrived later; store and return the decision.
@@ -249,6 +227,6 @@ def monitor_quality(
 
     start, end = monitor_window(window_hours, since, until)
     result = live_quality(registry, model_name, feedback_uri, label=label, key=key, since=start, until=end,
-                          policy=policy, alias=alias, log_uri=log_uri, s3_client=s3_client)
+                          policy=policy, alias=alias, log_uri=log_uri, run_key=run_key, s3_client=s3_client)
     result["window"] = {"since": start.isoformat(), "until": end.isoformat()}
     return result

@@ -64,10 +64,22 @@ def test_live_quality_decisions(registry: Any, served: Any, tmp_path: Path) -> N
 
     # A quality drop asks for retraining (joined by a row key this time).
     flipped = truth.assign(tipped=1 - truth["tipped"])  # the world changed: the model is now wrong
-    record = live_quality(registry, MODEL, write(tmp_path, flipped[["trip_id", "tipped"]], "flipped.csv"),
-                          label="tipped", key="trip_id")
+    flipped_uri = write(tmp_path, flipped[["trip_id", "tipped"]], "flipped.csv")
+    record = live_quality(registry, MODEL, flipped_uri, label="tipped", key="trip_id", run_key="check-1")
     assert record["decision"] == "retrain" and record["retrain"] is True
     assert "more than 0.05 worse than the holdout's" in record["reason"]
+
+    # The same drop found again within the cooldown is recorded, without asking again...
+    again = live_quality(registry, MODEL, flipped_uri, label="tipped", key="trip_id", run_key="check-2")
+    assert (again["decision"], again["retrain"]) == ("retrain", False)
+    assert f"no retraining: asked for at {record['checked_at']}, within cooldown_hours=24" in again["reason"]
+    assert again["record_uri"] != record["record_uri"]
+    # ...except by a retry of the check that asked (its event may never have gone out), or with no cooldown.
+    retried = live_quality(registry, MODEL, flipped_uri, label="tipped", key="trip_id", run_key="check-1")
+    assert retried["retrain"] is True, retried["reason"]
+    uncooled = live_quality(registry, MODEL, flipped_uri, label="tipped", key="trip_id", run_key="check-3",
+                            policy={"cooldown_hours": 0})
+    assert uncooled["retrain"] is True, uncooled["reason"]
 
     # Too few labels decide nothing, even under a policy the model fails.
     record = live_quality(registry, MODEL, write(tmp_path, truth.head(20)[["request_id", "row", "tipped"]], "few.csv"),
@@ -87,3 +99,5 @@ def test_live_quality_decisions(registry: Any, served: Any, tmp_path: Path) -> N
         live_quality(registry, MODEL, no_row, label="tipped", policy={"metric": "r2"})
     with pytest.raises(ConfigError, match="unknown field"):
         live_quality(registry, MODEL, no_row, label="tipped", policy={"max_dorp": 0.1})
+    with pytest.raises(ConfigError, match="cooldown_hours=-1 must be a number >= 0"):
+        live_quality(registry, MODEL, no_row, label="tipped", policy={"cooldown_hours": -1})

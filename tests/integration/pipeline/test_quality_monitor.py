@@ -75,6 +75,14 @@ def test_good_then_dropped_quality_through_the_dag(airflow_db: Path, registry: A
     record = json.loads(registry.store.read_bytes(result["record_uri"].removeprefix(registry.store.uri + "/")))
     assert record["retrain"] is True and record["feedback_uri"] == flipped and record["policy"]["max_drop"] == 0.2
 
+    # The next run finds the same drop within the cooldown: recorded, green, no second event.
+    run = dag.test(run_conf={**conf, "feedback_uri": flipped})
+    assert str(run.state) == "success"
+    again = xcom_value(run, "check_quality")
+    assert (again["decision"], again["retrain"]) == ("retrain", False), again
+    assert "no retraining: asked for at " + result["checked_at"] in again["reason"]
+    assert asset_events(QUALITY, run.run_id) == []
+
     # Feedback without the label column fails the task at once, naming the column; no event.
     run = dag.test(run_conf={**conf, "feedback_uri": good, "label": "outcome"})
     assert str(run.state) == "failed"
