@@ -2,7 +2,8 @@
 
     mlops-airflow models list [--json]
     mlops-airflow models show NAME [--version N | --alias A] [--json]
-    mlops-airflow models rollback NAME [--to VERSION] [--reason TEXT] [--by WHO] [--no-wait]
+    mlops-airflow models rollback NAME [--to VERSION] [--reason TEXT] [--by WHO]
+                                  [--target local|kubernetes|none] [--namespace NS] [--image IMAGE] ...
     mlops-airflow models gc NAME [--keep N] [--older-than DAYS] [--dry-run] [--json]
     mlops-airflow runs show NAME [--run-id ID] [--json]
     mlops-airflow gate override NAME --candidate SHA --reason TEXT [--by WHO] [--verdict ID]
@@ -89,12 +90,26 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
 
     from mlops_airflow.pipeline.rollback import run_rollback
 
-    target = None
-    if not args.no_wait:
+    kind = "none" if args.no_wait else args.target
+    registry = _registry(args)
+    target: Any = None
+    if kind == "local":
         from mlops_airflow.deploy.local import LocalServerTarget
 
         target = LocalServerTarget(args.server_url or settings.server_url(), timeout=args.timeout)
-    result = run_rollback(_registry(args), model_name=args.name, to_version=args.to, by=args.by or getpass.getuser(),
+    elif kind == "kubernetes":
+        from mlops_airflow.deploy.kubernetes import target_from_connection
+
+        try:
+            options = json.loads(args.kubernetes_options) if args.kubernetes_options else {}
+        except ValueError as exc:
+            raise ConfigError(f"--kubernetes-options is not a JSON object: {exc}") from None
+        if not isinstance(options, dict):
+            raise ConfigError(f"--kubernetes-options must be a JSON object, got {args.kubernetes_options}")
+        target = target_from_connection(registry, args.name, conn_id=args.kubernetes_conn_id,
+                                        namespace=args.namespace, image=args.image, replicas=args.replicas,
+                                        rollout_timeout=args.rollout_timeout, options=options)
+    result = run_rollback(registry, model_name=args.name, to_version=args.to, by=args.by or getpass.getuser(),
                           reason=args.reason, target=target)
     if result["rolled_back"]:
         print(f"{args.name}@champion: v{result['previous_version']} -> v{result['version']} ({result['reason']})")
@@ -308,9 +323,22 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--to", type=int, help="the version to put back (default: the previous champion)")
     rollback.add_argument("--reason", default="manual rollback")
     rollback.add_argument("--by", help="who decides (default: the current user)")
-    rollback.add_argument("--server-url", help="the model server to wait for (default from settings)")
-    rollback.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server")
-    rollback.add_argument("--no-wait", action="store_true", help="move the alias only")
+    rollback.add_argument("--target", choices=["local", "kubernetes", "none"], default="local",
+                          help="where the version must come up: the local model server (default), a Kubernetes "
+                               "Deployment, or none (move the alias only)")
+    rollback.add_argument("--server-url", help="local: the model server to wait for (default from settings)")
+    rollback.add_argument("--timeout", type=float, default=60.0, help="local: seconds to wait for the server")
+    rollback.add_argument("--no-wait", action="store_true", help="move the alias only (= --target none)")
+    rollback.add_argument("--kubernetes-conn-id", default="kubernetes_default",
+                          help="kubernetes: the Airflow connection (kube_config / in_cluster, namespace)")
+    rollback.add_argument("--namespace", help="kubernetes: default the connection's, else 'default'")
+    rollback.add_argument("--image", help="kubernetes: the model server image (default mlops-airflow-server:<version>)")
+    rollback.add_argument("--replicas", type=int, default=2, help="kubernetes: replicas of the Deployment")
+    rollback.add_argument("--rollout-timeout", type=float, default=600.0,
+                          help="kubernetes: seconds the rollout may take before it is undone")
+    rollback.add_argument("--kubernetes-options", metavar="JSON",
+                          help='kubernetes: further settings as the deploy operator\'s kubernetes_options, '
+                               'e.g. \'{"name": "taxi-server", "service_port": 80}\'')
     rollback.set_defaults(func=cmd_models_rollback)
 
     gc = models.add_parser("gc", help="delete old versions and unreferenced candidates (never an aliased version)")

@@ -47,6 +47,8 @@ from mlops_airflow.serving.middleware import PROXY_AUTH_HEADER
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
 
+    from mlops_airflow.registry import ModelRegistry
+
 log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = f"mlops-airflow-server:{__version__}"
@@ -924,3 +926,40 @@ class KubernetesTarget:
                 rows = rows.to_dict(orient="records")
             self._smoke_cache = [dict(row) for row in rows or []]
         return self._smoke_cache
+
+
+def target_from_connection(
+    registry: ModelRegistry,
+    model_name: str,
+    *,
+    conn_id: str = "kubernetes_default",
+    namespace: str | None = None,
+    image: str | None = None,
+    replicas: int = 2,
+    rollout_timeout: float = 600.0,
+    canary: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> KubernetesTarget:
+    """A :class:`KubernetesTarget` whose clients come from the provider's KubernetesHook (Airflow connection ``conn_id``).
+
+    ``namespace`` defaults to the connection's, else ``default``; ``image`` to :data:`DEFAULT_IMAGE`;
+    ``options`` are further :class:`KubernetesSettings` (``registry_uri`` defaults to ``registry``'s).
+    The templates are rendered once here, so a broken one fails before any alias moves.
+    :class:`ConfigError` names a bad setting.
+    """
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    from mlops_airflow.pipeline.deploy import smoke_rows
+
+    hook = KubernetesHook(conn_id=conn_id)
+    try:
+        settings = KubernetesSettings(
+            namespace=namespace or hook.get_namespace() or "default", image=image or DEFAULT_IMAGE,
+            replicas=replicas, rollout_timeout=rollout_timeout,
+            canary=CanaryPolicy.from_mapping(canary) if canary else None,
+            **{"registry_uri": registry.store.uri, **(options or {})})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Kubernetes settings: {exc}") from exc
+    render(settings, model_name, 0, "0" * 64)
+    return KubernetesTarget(apps_v1=hook.apps_v1_client, core_v1=hook.core_v1_client, settings=settings,
+                            smoke_rows=lambda name, version: smoke_rows(registry, registry.get_version(name, version)))

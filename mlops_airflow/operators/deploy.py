@@ -112,31 +112,12 @@ class ServingTargetOperator(MlopsBaseOperator):
 
     def kubernetes_target(self) -> ServingTarget:
         """The Kubernetes target, its clients from the provider's KubernetesHook (``kubernetes_conn_id``)."""
-        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+        from mlops_airflow.deploy.kubernetes import target_from_connection
 
-        from mlops_airflow.deploy.kubernetes import (
-            DEFAULT_IMAGE,
-            CanaryPolicy,
-            KubernetesSettings,
-            KubernetesTarget,
-            render,
-        )
-        from mlops_airflow.exceptions import ConfigError
-        from mlops_airflow.pipeline.deploy import smoke_rows
-
-        hook = KubernetesHook(conn_id=self.kubernetes_conn_id)
-        options = {"registry_uri": self.registry.store.uri, **self.kubernetes_options}
-        try:
-            settings = KubernetesSettings(
-                namespace=self.namespace or hook.get_namespace() or "default", image=self.image or DEFAULT_IMAGE,
-                replicas=self.replicas, rollout_timeout=self.rollout_timeout,
-                canary=CanaryPolicy.from_mapping(self.canary) if self.canary else None, **options)
-        except ValueError as exc:
-            raise ConfigError(f"Kubernetes settings: {exc}") from exc
-        render(settings, self.model_name, 0, "0" * 64)  # a broken template fails here, before the alias moves
-        registry = self.registry
-        return KubernetesTarget(apps_v1=hook.apps_v1_client, core_v1=hook.core_v1_client, settings=settings,
-                                smoke_rows=lambda name, version: smoke_rows(registry, registry.get_version(name, version)))
+        return target_from_connection(
+            self.registry, self.model_name, conn_id=self.kubernetes_conn_id, namespace=self.namespace,
+            image=self.image, replicas=self.replicas, rollout_timeout=self.rollout_timeout, canary=self.canary,
+            options=self.kubernetes_options)
 
 
 class DeployModelOperator(ServingTargetOperator):

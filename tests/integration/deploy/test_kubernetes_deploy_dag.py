@@ -8,11 +8,12 @@ used); the pods' traffic reaches a REAL `mlops-airflow serve` process through th
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from testsupport import SAMPLE, xcom_value
+from testsupport import BIN, SAMPLE, xcom_value
 
 if TYPE_CHECKING:
     from fake_kube import FakeKube
@@ -152,3 +153,22 @@ def test_rollback_operator_rolls_the_earlier_version_out_and_undoes_a_stuck_roll
     alias = registry.get_alias("m", "champion")
     assert (alias["version"], alias["reason"]) == (1, "rollback: v2 misbehaves")
     assert alias["by"] == f"k8s_rollback/{run.run_id}"
+
+    # The same from a shell: `mlops-airflow models rollback --target kubernetes` through the same connection.
+    def cli(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "mlops-airflow"), "--registry", registry.store.uri, "models", "rollback", "m",
+                               "--target", "kubernetes", "--kubernetes-conn-id", "fake_k8s", "--replicas", "1",
+                               "--image", "example.org/mlops-airflow-server:test", *arguments],
+                              capture_output=True, text=True, timeout=180)
+
+    refused = cli("--to", "2", "--kubernetes-options", '{"service_prot": 80}')
+    assert refused.returncode == 1 and "Kubernetes settings:" in refused.stderr and "service_prot" in refused.stderr
+    assert registry.get_alias("m", "champion")["version"] == 1  # a bad setting moves nothing
+    done = cli("--to", "2", "--reason", "v2 fixed", "--by", "carol", "--rollout-timeout", "30",
+               "--kubernetes-options", json.dumps(options["kubernetes_options"]))
+    assert done.returncode == 0, done.stderr
+    assert "m@champion: v1 -> v2" in done.stdout
+    assert pinned(fake_kube) == ("2", v2["sha256"])
+    assert len(fake_kube.calls("POST", "/services/mlops-m/proxy/predict")) == smoked + 2
+    alias = registry.get_alias("m", "champion")
+    assert (alias["version"], alias["by"], alias["reason"]) == (2, "carol", "rollback: v2 fixed")
