@@ -701,17 +701,20 @@ def _parse_text(checker: _ColumnChecker, series: pd.Series) -> pd.Series:
     return series
 
 
-def _suspects(checker: _ColumnChecker, series: pd.Series) -> Any:
+def _suspects(checker: _ColumnChecker, series: pd.Series, nulls: Any) -> Any:
     """Positions whose values the checker must see: any that could fail or warn. The others pass as they are.
 
     A vectorised pre-screen, deliberately wider than the checker's rules (a null, a
     non-finite or out-of-range number, an unseen category, any value of an unexpected
     dtype is a suspect), so that the checker alone decides and words every problem.
+    ``nulls`` is ``series.isna()`` as a numpy array.
     """
     import numpy as np
     import pandas as pd
 
     everything = np.ones(len(series), dtype=bool)
+    # a null where nulls are allowed passes unchanged and unremarked: no need to show it to the checker
+    passing_null = nulls if checker.nullable else None
     if checker.family in ("integer", "float"):
         if series.dtype.kind not in "iuf":
             return everything
@@ -727,14 +730,16 @@ def _suspects(checker: _ColumnChecker, series: pd.Series) -> Any:
                     bad |= x < low
                 if high is not None:
                     bad |= x > high
-        return bad
+        return bad if passing_null is None else bad & ~passing_null
     if checker.family == "bool":
         return everything if series.dtype.kind != "b" else np.zeros(len(series), dtype=bool)
     if checker.family == "text" and pd.api.types.is_string_dtype(series):
-        bad = series.isna().to_numpy(copy=True)
+        bad = nulls.copy() if passing_null is None else np.zeros(len(series), dtype=bool)
+        present = set(series.unique().tolist())  # a few distinct values: checked once each, not per row
         for allowed in (checker.allowed_set, checker.seen_categories):
-            if allowed is not None:
-                bad |= ~series.isin(allowed).to_numpy()
+            if allowed is not None and not {value for value in present if not _is_null(value)} <= allowed:
+                outside = ~series.isin(allowed).to_numpy()
+                bad |= outside if passing_null is None else outside & ~passing_null
         return bad
     return everything
 
@@ -743,13 +748,15 @@ def _report_column_type(checker: _ColumnChecker, series: pd.Series, problems: _M
     """A typed column (Parquet) of the wrong kind fails every row the same way: say it once, for the column."""
     import pandas as pd
 
-    if not series.notna().any():
-        return  # all null: the row checks say whether nulls are allowed
     numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
     if checker.family in ("integer", "float") and pd.api.types.is_string_dtype(series):
-        problems.add(f"{checker.name}: expected numbers, the column holds text ({series.dtype})")
+        problem = f"{checker.name}: expected numbers, the column holds text ({series.dtype})"
     elif checker.family == "text" and numeric:
-        problems.add(f"{checker.name}: expected strings, the column holds numbers ({series.dtype})")
+        problem = f"{checker.name}: expected strings, the column holds numbers ({series.dtype})"
+    else:
+        return
+    if series.notna().any():  # all null: the row checks say whether nulls are allowed
+        problems.add(problem)
 
 
 def check_frame(
@@ -766,29 +773,67 @@ def check_frame(
     checkers = compiled.columns
     problems = _Messages("errors")
     _report_columns({str(name) for name in frame.columns}, compiled.known, compiled.target, "", problems)
-    if not text and not problems:
+    if problems:
+        return CheckedFrame(None, column_errors=problems.as_list())
+    given = {checker.name: frame[checker.name].reset_index(drop=True) for checker in checkers}
+    if not text:
         for checker in checkers:
-            _report_column_type(checker, frame[checker.name], problems)
+            _report_column_type(checker, given[checker.name], problems)
     if problems:
         return CheckedFrame(None, column_errors=problems.as_list())
     errors = _RowMessages()
     warnings = _Messages("warnings")
-    values: dict[str, list[Any]] = {}
+    columns: dict[str, Any] = {}  # per column: the frame's typed column, or the checked values (a list)
     for checker in checkers:
-        series = frame[checker.name].reset_index(drop=True)
+        series = given[checker.name]
         if text:
             series = _parse_text(checker, series)
+        nulls = series.isna().to_numpy()
+        suspects = _suspects(checker, series, nulls).nonzero()[0].tolist()
+        typed = None if suspects or not _TYPED_COLUMNS else _typed_column(checker, series, bool(nulls.any()))
+        if typed is not None:
+            columns[checker.name] = typed  # every value passes as it is: no list, no second conversion
+            continue
         column = series.tolist()
-        for index in _suspects(checker, series).nonzero()[0].tolist():
+        for index in suspects:
             errors.row = index
             column[index] = checker.check(column[index], f"row {first_row + index}: ", errors, warnings)
-        values[checker.name] = column
+        columns[checker.name] = [None if _is_null(value) else value for value in column] if checker.nullable \
+            else column
     keep = [index for index in range(len(frame)) if index not in errors.by_row]
     result = CheckedFrame(None, rejected=errors.by_row, warnings=warnings.as_list(),
                           warning_count=len(warnings.items) + warnings.dropped)
     if keep:
-        accepted = values if len(keep) == len(frame) else {
-            name: [column[index] for index in keep] for name, column in values.items()
-        }
-        result.frame = compiled.build_frame(accepted).set_axis(keep)
+        dropped = len(keep) < len(frame)
+        accepted = {}
+        for checker in checkers:
+            column = columns[checker.name]
+            if isinstance(column, list):
+                accepted[checker.name] = _frame_column(checker, [column[i] for i in keep] if dropped else column)
+            else:
+                accepted[checker.name] = column.take(keep) if dropped else column
+        result.frame = _frame_from(checkers, accepted).set_axis(keep)
     return result
+
+
+#: check_frame hands on a column that needs no per-value check as a typed column (tests turn it off to compare).
+_TYPED_COLUMNS = True
+
+
+def _typed_column(checker: _ColumnChecker, series: pd.Series, has_nulls: bool) -> Any | None:
+    """``series`` in the frame's dtype, as :func:`_frame_column` would give it from the values; None to take that way."""
+    import pandas as pd
+
+    kind = series.dtype.kind
+    if checker.family in ("integer", "float"):
+        fits = kind in "iuf"
+    elif checker.family == "text":
+        fits = pd.api.types.is_string_dtype(series) and series.dtype != object
+    elif checker.family == "bool":
+        fits = kind == "b"
+    else:
+        fits = False
+    dtype = _frame_dtype(checker, has_nulls) if fits else None
+    if dtype is None or dtype in ("object", "category"):
+        return None
+    return (series if series.dtype == dtype else series.astype(dtype)).array

@@ -170,3 +170,34 @@ def test_check_frame_decides_every_row_exactly_as_a_request_would() -> None:
     expected = parse_rows({"rows": accepted}, schema, max_rows=n).frame
     assert checked.frame is not None and expected is not None
     pd.testing.assert_frame_equal(checked.frame.reset_index(drop=True), expected)
+
+
+def _clean_frames() -> list[tuple[pd.DataFrame, bool]]:
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    n = 300
+    clean = pd.DataFrame({"hour": rng.integers(0, 24, n), "fare": rng.uniform(0, 100, n),
+                          "paid": rng.choice([True, False], n), "zone": pd.Series(rng.choice(["a", "b"], n), dtype="str")})
+    with_nulls = clean.assign(fare=clean["fare"].where(rng.random(n) > 0.1))  # fare is nullable
+    float_hours = clean.assign(hour=clean["hour"].astype("float64"))  # integral floats in an integer column
+    nullable_ints = clean.assign(hour=clean["hour"].astype("Int32"), fare=clean["fare"].astype("Float64"))
+    some_bad = clean.assign(hour=clean["hour"].where(rng.random(n) > 0.05, 99))  # a few rows rejected
+    as_text = clean.astype(str)
+    return [(clean, False), (with_nulls, False), (float_hours, False), (nullable_ints, False), (some_bad, False),
+            (with_nulls.astype(object).where(with_nulls.notna(), None), False), (as_text, True)]
+
+
+@pytest.mark.parametrize(("frame", "text"), _clean_frames(),
+                         ids=["clean", "nulls", "float-hours", "nullable-ints", "some-bad", "object", "csv-text"])
+def test_check_frame_typed_columns_give_what_the_values_give(frame: pd.DataFrame, text: bool,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Columns that need no per-value check skip the lists: the same frame, rows, warnings and dtypes."""
+    import mlops_airflow.serving.requests as requests_module
+
+    fast = check_frame(frame, SCHEMA, text=text)
+    monkeypatch.setattr(requests_module, "_TYPED_COLUMNS", False)
+    slow = check_frame(frame, SCHEMA, text=text)
+    assert (fast.rejected, fast.warnings, fast.warning_count) == (slow.rejected, slow.warnings, slow.warning_count)
+    assert fast.frame is not None and slow.frame is not None
+    pd.testing.assert_frame_equal(fast.frame, slow.frame)
