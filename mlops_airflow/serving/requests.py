@@ -237,6 +237,8 @@ class _ColumnChecker:
         The conversion the frame needs doubles as the check: a float column's numbers are
         converted once, checked, and handed on as they are.
         """
+        if self.family == "text":
+            return self._plain_text(values)
         types = set(map(type, values))
         nulls = type(None) in types
         if nulls:
@@ -250,19 +252,30 @@ class _ColumnChecker:
             if numbers is None:
                 return None
             return numbers if _frame_dtype(self, nulls) == "float64" else _frame_column(self, values)
-        if self.family == "text":
-            if not types <= {str}:
-                return None
-            present = set(values)
-            present.discard(None)  # type: ignore[arg-type]
-            if self.allowed_set is not None and not present <= self.allowed_set:
-                return None
-            if self.seen_categories is not None and not present <= self.seen_categories:
-                return None
-            return _frame_column(self, values)
         if self.family == "bool":
             return _frame_column(self, values) if types <= {bool} else None
         return None  # date/times: row by row
+
+    def _plain_text(self, values: Sequence[Any]) -> Any | None:
+        """A text column's frame column if every value is a string inside every set (or an allowed null); else None."""
+        try:
+            present = set(values)  # the few distinct values are checked, not every row
+        except TypeError:  # a list or an object among them
+            return None
+        nulls = None in present
+        if nulls:
+            if not self.nullable:
+                return None
+            present.discard(None)
+        # any value that is not a string is in `present` itself (no string equals it)
+        if any(type(value) is not str for value in present):
+            return None
+        if self.allowed_set is not None and not present <= self.allowed_set:
+            return None
+        if self.seen_categories is not None and not present <= self.seen_categories:
+            return None
+        dtype = _frame_dtype(self, nulls)
+        return _string_array(values, dtype) if dtype in ("str", "string") else _frame_column(self, values)
 
     def _plain_numbers(self, values: Sequence[Any], nulls: bool) -> Any | None:
         """``values`` as float64 (a null is NaN) if every number is finite and inside every range; else None."""
@@ -647,6 +660,21 @@ def _frame_column(checker: _ColumnChecker, column: Sequence[Any]) -> Any:
     if dtype == "object":
         return series
     return series.astype(dtype)  # type: ignore[call-overload]
+
+
+def _string_array(values: Sequence[Any], dtype: str) -> Any:
+    """Strings (and None) as a pandas ``str`` / ``string`` array; through Arrow directly when that is the storage.
+
+    Half the cost of ``pd.array(values, dtype)``, which checks every value again first; the
+    values here are already known to be strings or None.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    target = pd.api.types.pandas_dtype(dtype)
+    if getattr(target, "storage", None) == "pyarrow":
+        return pd.arrays.ArrowStringArray(pa.array(values, type=pa.large_string()), dtype=target)
+    return pd.array(values, dtype=target)
 
 
 #: Training dtypes a list of checked numbers converts to directly (pandas' nullable ones go through a Series).

@@ -283,6 +283,36 @@ def test_input_the_model_itself_rejects_is_a_422_not_a_500(models: Any, eventual
     assert 'mlops_request_errors_total{kind="validation"}' not in metrics
 
 
+def test_a_request_too_big_to_share_a_batch_is_predicted_where_it_was_parsed(
+    models: Any, eventually: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    from mlops_airflow.serving.predict import MicroBatcher
+
+    queued: list[int] = []
+    original = MicroBatcher.predict
+
+    async def counting(self: MicroBatcher, loaded: Any, parsed: Any, **kwargs: Any) -> Any:
+        queued.append(parsed.rows)
+        return await original(self, loaded, parsed, **kwargs)
+
+    monkeypatch.setattr(MicroBatcher, "predict", counting)
+    models.register()
+    models.promote(1)
+    rows = [{**GOOD, "hour": hour % 24} for hour in range(300)]  # >= the batcher's 256 rows, < 64 KiB
+    assert len(json.dumps({"rows": rows})) < 64 * 1024
+    with TestClient(create_app(models.registry, "taxi", poll_interval=0.02)) as client:
+        eventually(lambda: ready_version(client) == 1)
+        big = client.post("/predict?probabilities=false", json={"rows": rows})
+        small = client.post("/predict", json={"rows": rows[:3]})
+        model = client.app.state.slot.current.model  # type: ignore[attr-defined]
+    assert big.status_code == 200 and small.status_code == 200
+    assert queued == [3]  # only the small one went to the batcher
+    expected = model.predict(pd.DataFrame(rows).astype({"passengers": "Int64"})).tolist()
+    assert big.json()["predictions"] == expected and small.json()["predictions"] == expected[:3]
+
+
 @pytest.mark.timeout(60)
 def test_a_batch_that_fails_outside_the_model_answers_500_and_the_server_keeps_predicting(
     models: Any, eventually: Any, monkeypatch: pytest.MonkeyPatch

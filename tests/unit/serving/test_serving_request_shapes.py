@@ -97,6 +97,8 @@ def _bodies() -> list[Any]:
         {**good[0], "passengers": float("nan")},  # NaN besides the nulls of a nullable column: a null too
         {**good[0], "passengers": float("inf")},
         {**good[0], "passengers": 2.5},
+        {**good[0], "payment_type": ["card"]},  # unhashable: the distinct-value check must not stumble
+        {**good[0], "payment_type": 1},
     ]
     bodies: list[Any] = [{"rows": good}, {"columns": list(good[0]), "data": [list(r.values()) for r in good]}]
     no_passengers = [{**row, "passengers": None} for row in good]  # a nullable column without a value
