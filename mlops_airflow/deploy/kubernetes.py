@@ -336,11 +336,17 @@ def render(settings: KubernetesSettings, model_name: str, version: int, sha256: 
     objects["configmap"].setdefault("data", {}).update(settings.env)
     pod = objects["deployment"].setdefault("spec", {}).setdefault("template", {})
     pod.setdefault("metadata", {}).setdefault("annotations", {})[SHA_ANNOTATION] = sha256
+    # The version and checksum the pods pin, in each container's own env (which wins over envFrom):
+    # a template that lacks them, or an old ConfigMap that carries them, cannot serve another model.
+    pinned: list[dict[str, Any]] = [{"name": "MLOPS_AIRFLOW_MODEL_VERSION", "value": str(version)},
+              {"name": "MLOPS_AIRFLOW_MODEL_SHA256", "value": sha256}]
     token_ref = settings.token_secret_ref()
     if token_ref is not None:
-        for container in (pod.get("spec") or {}).get("containers") or []:
-            env = [item for item in container.get("env") or [] if item.get("name") != TOKEN_ENV]
-            container["env"] = [*env, {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": token_ref}}]
+        pinned.append({"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": token_ref}})
+    ours = {item["name"] for item in pinned}
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        env = [item for item in container.get("env") or [] if item.get("name") not in ours]
+        container["env"] = [*env, *copy.deepcopy(pinned)]
     return objects
 
 

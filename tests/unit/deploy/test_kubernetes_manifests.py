@@ -117,6 +117,24 @@ def test_a_users_template_folder_is_used_and_checked(tmp_path: Path) -> None:
         render(settings(template_dir=str(tmp_path)), "m", 1, SHA)
 
 
+def test_the_pods_pin_the_version_and_checksum_whatever_the_template_says(tmp_path: Path) -> None:
+    for source in default_template_dir().glob("*.yaml"):
+        (tmp_path / source.name).write_text(source.read_text())
+    deployment = tmp_path / "deployment.yaml"
+    text = deployment.read_text()
+    start = text.index("          env:")
+    end = text.index("${model_sha256}", start) + len("${model_sha256}")
+    deployment.write_text(text[:start] + "          env:\n            - name: MLOPS_AIRFLOW_MODEL_VERSION\n"
+                          "              value: \"7\"\n            - name: EXTRA\n              value: kept\n"
+                          + text[end + 1:])  # an old template: a stale version, no checksum
+    objects = render(settings(template_dir=str(tmp_path)), "m", 3, SHA)
+    for container in objects["deployment"]["spec"]["template"]["spec"]["containers"]:
+        env = {item["name"]: item.get("value") for item in container["env"]}
+        assert (env["MLOPS_AIRFLOW_MODEL_VERSION"], env["MLOPS_AIRFLOW_MODEL_SHA256"], env["EXTRA"]) == ("3", SHA,
+                                                                                                          "kept")
+        assert [item["name"] for item in container["env"]].count("MLOPS_AIRFLOW_MODEL_VERSION") == 1
+
+
 def test_a_value_cannot_change_the_shape_of_a_template() -> None:
     tricky = "m\nkind: Secret\n${image}: {"
     config_map = render(settings(), tricky, 1, SHA)["configmap"]
