@@ -338,6 +338,7 @@ def render(settings: KubernetesSettings, model_name: str, version: int, sha256: 
     pod.setdefault("metadata", {}).setdefault("annotations", {})[SHA_ANNOTATION] = sha256
     # The version and checksum the pods pin, in each container's own env (which wins over envFrom):
     # a template that lacks them, or an old ConfigMap that carries them, cannot serve another model.
+    # First in the list, so that the template's own entries may refer to them as $(NAME).
     pinned: list[dict[str, Any]] = [{"name": "MLOPS_AIRFLOW_MODEL_VERSION", "value": str(version)},
               {"name": "MLOPS_AIRFLOW_MODEL_SHA256", "value": sha256}]
     token_ref = settings.token_secret_ref()
@@ -346,7 +347,7 @@ def render(settings: KubernetesSettings, model_name: str, version: int, sha256: 
     ours = {item["name"] for item in pinned}
     for container in (pod.get("spec") or {}).get("containers") or []:
         env = [item for item in container.get("env") or [] if item.get("name") not in ours]
-        container["env"] = [*env, *copy.deepcopy(pinned)]
+        container["env"] = [*copy.deepcopy(pinned), *env]
     return objects
 
 

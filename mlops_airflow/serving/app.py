@@ -30,6 +30,7 @@ up meanwhile (one too big to share a batch is predicted where it was parsed). Au
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -295,7 +296,12 @@ def _not_ready(slot: ModelSlot) -> JSONResponse:
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     # straight to bytes: FastAPI's jsonable_encoder walk costs more than the model on one row, and
     # msgspec writes a thousand predictions several times faster than json.dumps (no NaN gets here)
-    return Response(msgspec.json.encode(body), status_code=status, media_type="application/json", headers=headers)
+    try:
+        content = msgspec.json.encode(body)
+    except (UnicodeEncodeError, TypeError, msgspec.EncodeError):
+        # a lone surrogate (which json.loads accepts) echoed in a message: json.dumps escapes it
+        content = json.dumps(body, allow_nan=False).encode()
+    return Response(content, status_code=status, media_type="application/json", headers=headers)
 
 
 def _request_id(request: Request) -> str:

@@ -162,6 +162,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _int_range(dtype: str) -> tuple[int, int]:
+    """The smallest and largest value of an integer dtype (``int32``, ``UInt8``, ...); int64's for anything else."""
+    import numpy as np
+
+    try:
+        info = np.iinfo(dtype.lower())
+    except (TypeError, ValueError):
+        return _INT64
+    return int(info.min), int(info.max)
+
+
 def _dtype_family(column: dict[str, Any]) -> str:
     """``integer``, ``float``, ``bool``, ``datetime`` or ``text``: how values of a column are checked."""
     dtype = str(column.get("dtype", "")).lower()
@@ -195,6 +209,8 @@ class _ColumnChecker:
         self.family = _dtype_family(column)
         self.dtype = str(column.get("dtype", ""))
         self.nullable = bool(column.get("nullable", False))
+        #: The whole numbers the column's integer dtype holds (64 bits unless it says less).
+        self.int_range = _int_range(self.dtype)
         declared = column.get("declared") or {}
         observed = column.get("observed") or {}
         self.low = declared.get("min")
@@ -296,8 +312,9 @@ class _ColumnChecker:
         elif not finite.all():
             return None
         low, high = float(present.min()), float(present.max())
-        if self.family == "integer" and not (-(2.0**63) < low and high < 2.0**63):
-            return None
+        if self.family == "integer" and not (self.int_range[0] <= low and high <= self.int_range[1]
+                                             and -(2.0**63) < low and high < 2.0**63):
+            return None  # beyond the dtype (near 2**63, floats are too coarse to tell): row by row
         if self.allowed_numbers is not None and not set(present.tolist()) <= self.allowed_numbers:
             return None
         if (self.low is not None and low < self.low) or (self.high is not None and high > self.high):
@@ -322,8 +339,10 @@ class _ColumnChecker:
                 errors.add(f"{field_}: expected an integer, got {show(value)}")
                 return None
             value = int(value)
-            if not -(2**63) <= value < 2**63:
-                errors.add(f"{field_}: {show(value)} does not fit in a 64-bit integer")
+            low, high = self.int_range
+            if not low <= value <= high:
+                fits = "a 64-bit integer" if (low, high) == _INT64 else f"{self.dtype} [{low}, {high}]"
+                errors.add(f"{field_}: {show(value)} does not fit in {fits}")
                 return None
         else:
             value = number
@@ -518,7 +537,10 @@ def _fast_columns(checkers: list[_ColumnChecker], columns: Mapping[str, Sequence
     """
     typed = {}
     for column in checkers:
-        converted = column.fast(columns[column.name])
+        try:
+            converted = column.fast(columns[column.name])
+        except (TypeError, ValueError, ArithmeticError):  # e.g. a lone surrogate Arrow cannot hold
+            return None  # the row-by-row way decides, and reports what it must
         if converted is None:
             return None
         typed[column.name] = converted
@@ -750,7 +772,8 @@ def _suspects(checker: _ColumnChecker, series: pd.Series, nulls: Any) -> Any:
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(x)
             if checker.family == "integer":
-                bad |= (x != np.floor(x)) | (np.abs(x) >= 2.0**63)
+                smallest, largest = checker.int_range
+                bad |= (x != np.floor(x)) | (x < smallest) | (x > largest) | (np.abs(x) >= 2.0**63)
             if checker.allowed_numbers is not None:
                 bad |= ~np.isin(x, list(checker.allowed_numbers))
             for low, high in ((checker.low, checker.high), (checker.seen_low, checker.seen_high)):
@@ -760,7 +783,9 @@ def _suspects(checker: _ColumnChecker, series: pd.Series, nulls: Any) -> Any:
                     bad |= x > high
         return bad if passing_null is None else bad & ~passing_null
     if checker.family == "bool":
-        return everything if series.dtype.kind != "b" else np.zeros(len(series), dtype=bool)
+        if series.dtype.kind != "b":
+            return everything
+        return np.zeros(len(series), dtype=bool) if passing_null is not None else nulls.copy()
     if checker.family == "text" and pd.api.types.is_string_dtype(series):
         bad = nulls.copy() if passing_null is None else np.zeros(len(series), dtype=bool)
         present = set(series.unique().tolist())  # a few distinct values: checked once each, not per row
@@ -811,23 +836,21 @@ def check_frame(
         return CheckedFrame(None, column_errors=problems.as_list())
     errors = _RowMessages()
     warnings = _Messages("warnings")
-    columns: dict[str, Any] = {}  # per column: the frame's typed column, or the checked values (a list)
+    columns: dict[str, Any] = {}  # per column: the series with its nulls (no value to check), or checked values
     for checker in checkers:
         series = given[checker.name]
         if text:
             series = _parse_text(checker, series)
         nulls = series.isna().to_numpy()
         suspects = _suspects(checker, series, nulls).nonzero()[0].tolist()
-        typed = None if suspects or not _TYPED_COLUMNS else _typed_column(checker, series, bool(nulls.any()))
-        if typed is not None:
-            columns[checker.name] = typed  # every value passes as it is: no list, no second conversion
+        if not suspects and _TYPED_COLUMNS:
+            columns[checker.name] = (series, nulls)  # typed once the kept rows are known (their nulls decide)
             continue
         column = series.tolist()
         for index in suspects:
             errors.row = index
             column[index] = checker.check(column[index], f"row {first_row + index}: ", errors, warnings)
-        columns[checker.name] = [None if _is_null(value) else value for value in column] if checker.nullable \
-            else column
+        columns[checker.name] = _null_as_none(checker, column)
     keep = [index for index in range(len(frame)) if index not in errors.by_row]
     result = CheckedFrame(None, rejected=errors.by_row, warnings=warnings.as_list(),
                           warning_count=len(warnings.items) + warnings.dropped)
@@ -836,12 +859,25 @@ def check_frame(
         accepted = {}
         for checker in checkers:
             column = columns[checker.name]
-            if isinstance(column, list):
-                accepted[checker.name] = _frame_column(checker, [column[i] for i in keep] if dropped else column)
-            else:
-                accepted[checker.name] = column.take(keep) if dropped else column
+            if isinstance(column, tuple):
+                series, nulls = column
+                if dropped:
+                    series, nulls = series.take(keep), nulls[keep]
+                typed = _typed_column(checker, series, bool(nulls.any()))
+                if typed is not None:
+                    accepted[checker.name] = typed  # every value passes as it is: no list, no second conversion
+                    continue
+                column = _null_as_none(checker, series.tolist())
+            elif dropped:
+                column = [column[i] for i in keep]
+            accepted[checker.name] = _frame_column(checker, column)
         result.frame = _frame_from(checkers, accepted).set_axis(keep)
     return result
+
+
+def _null_as_none(checker: _ColumnChecker, column: list[Any]) -> list[Any]:
+    """Nulls of a nullable column (NaN, NA, NaT) as None, as the checker gives them."""
+    return [None if _is_null(value) else value for value in column] if checker.nullable else column
 
 
 #: check_frame hands on a column that needs no per-value check as a typed column (tests turn it off to compare).
@@ -864,4 +900,5 @@ def _typed_column(checker: _ColumnChecker, series: pd.Series, has_nulls: bool) -
     dtype = _frame_dtype(checker, has_nulls) if fits else None
     if dtype is None or dtype in ("object", "category"):
         return None
-    return (series if series.dtype == dtype else series.astype(dtype)).array
+    target = pd.api.types.pandas_dtype(dtype)  # an object, not a name: pandas says "str" == "string"
+    return (series if series.dtype == target else series.astype(target)).array

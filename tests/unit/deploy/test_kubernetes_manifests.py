@@ -132,7 +132,10 @@ def test_the_pods_pin_the_version_and_checksum_whatever_the_template_says(tmp_pa
         env = {item["name"]: item.get("value") for item in container["env"]}
         assert (env["MLOPS_AIRFLOW_MODEL_VERSION"], env["MLOPS_AIRFLOW_MODEL_SHA256"], env["EXTRA"]) == ("3", SHA,
                                                                                                           "kept")
-        assert [item["name"] for item in container["env"]].count("MLOPS_AIRFLOW_MODEL_VERSION") == 1
+        names = [item["name"] for item in container["env"]]
+        assert names.count("MLOPS_AIRFLOW_MODEL_VERSION") == 1
+        # first, so that the template's own entries may refer to them as $(MLOPS_AIRFLOW_MODEL_VERSION)
+        assert names[:2] == ["MLOPS_AIRFLOW_MODEL_VERSION", "MLOPS_AIRFLOW_MODEL_SHA256"]
 
 
 def test_a_value_cannot_change_the_shape_of_a_template() -> None:

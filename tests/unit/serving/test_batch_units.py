@@ -201,3 +201,26 @@ def test_check_frame_typed_columns_give_what_the_values_give(frame: pd.DataFrame
     assert (fast.rejected, fast.warnings, fast.warning_count) == (slow.rejected, slow.warnings, slow.warning_count)
     assert fast.frame is not None and slow.frame is not None
     pd.testing.assert_frame_equal(fast.frame, slow.frame)
+
+
+def test_check_frame_types_by_the_kept_rows_and_refuses_what_the_list_path_refuses() -> None:
+    schema = {"columns": [
+        {"name": "x", "kind": "numeric", "dtype": "int64", "nullable": True},
+        {"name": "y", "kind": "numeric", "dtype": "int64", "declared": {"max": 5}},
+        {"name": "s", "kind": "categorical", "dtype": "string", "nullable": True},
+        {"name": "b", "kind": "numeric", "dtype": "bool"},
+        {"name": "u", "kind": "numeric", "dtype": "uint8"},
+    ]}
+    frame = pd.DataFrame({
+        "x": pd.Series([1, None, 3], dtype="Int64"),  # the null is in a rejected row
+        "y": [1, 9, 1],
+        "s": pd.Series(["a", None, "b"], dtype="str"),  # pandas' str, the schema's string
+        "b": pd.Series([True, False, None], dtype="boolean"),  # a null where none is allowed
+        "u": [0, 255, 300],
+    })
+    checked = check_frame(frame, schema)
+    assert checked.rejected == {1: ["row 2: y=9 is above the maximum 5"],
+                                2: ["row 3: b: null is not allowed", "row 3: u: 300 does not fit in uint8 [0, 255]"]}
+    assert checked.frame is not None and list(checked.frame.index) == [0]
+    assert checked.frame.dtypes.astype(str).to_dict() == {"x": "int64", "y": "int64", "s": "string", "b": "bool",
+                                                          "u": "uint8"}

@@ -283,6 +283,19 @@ def test_input_the_model_itself_rejects_is_a_422_not_a_500(models: Any, eventual
     assert 'mlops_request_errors_total{kind="validation"}' not in metrics
 
 
+def test_a_lone_surrogate_in_a_value_is_answered_with_422_at_every_size(
+    client: TestClient, models: Any, eventually: Any
+) -> None:
+    models.register()
+    models.promote(1)
+    eventually(lambda: ready_version(client) == 1)
+    for rows in (1, 31, 40, 300):  # row by row, the vectorised check, and predicted on the event loop
+        body = json.dumps({"rows": [{**GOOD, "payment_type": "\ud800"}] * rows})  # json.loads accepts it
+        response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 422, (rows, response.text[:300])
+        assert response.json()["detail"]["errors"][0].endswith("is not one of [app, card, cash]")
+
+
 def test_a_request_too_big_to_share_a_batch_is_predicted_where_it_was_parsed(
     models: Any, eventually: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

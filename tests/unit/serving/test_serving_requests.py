@@ -346,3 +346,24 @@ def test_malformed_bodies_raise_what_json_loads_raises(raw: bytes) -> None:
         decode_json(raw)
     with pytest.raises(raised.type):
         json.loads(raw)
+
+
+def test_integers_outside_a_narrow_dtype_are_refused_naming_it() -> None:
+    from mlops_airflow.serving.requests import SchemaChecker
+
+    checker = SchemaChecker({"columns": [{"name": "n", "kind": "numeric", "dtype": "uint8"}]})
+    for rows in (1, 40):  # row by row and vectorised
+        result = parse_rows({"rows": [{"n": 7}] * (rows - 1) + [{"n": 300}]}, checker)
+        assert not result.ok
+        assert result.errors[-1].endswith("n: 300 does not fit in uint8 [0, 255]"), result.errors
+        assert parse_rows({"rows": [{"n": 255}] * rows}, checker).frame["n"].tolist() == [255] * rows
+
+
+def test_a_value_the_fast_conversion_cannot_take_goes_the_row_by_row_way() -> None:
+    from mlops_airflow.serving.requests import SchemaChecker
+
+    checker = SchemaChecker({"columns": [{"name": "t", "kind": "categorical", "dtype": "str"}]})
+    deferred = parse_rows({"rows": [{"t": "a"}] * 39 + [{"t": "\ud800"}]}, checker, frame=False)
+    assert deferred.ok and deferred.columns is None  # Arrow refused the surrogate: no typed columns
+    with pytest.raises(UnicodeEncodeError):  # the server turns this into a 422 naming the cause
+        checker.frame_of(deferred)
