@@ -108,7 +108,7 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
             raise ConfigError(f"--kubernetes-options must be a JSON object, got {args.kubernetes_options}")
         target = target_from_connection(registry, args.name, conn_id=args.kubernetes_conn_id,
                                         namespace=args.namespace, image=args.image, replicas=args.replicas,
-                                        rollout_timeout=args.rollout_timeout, options=options)
+                                        rollout_timeout=args.rollout_timeout, options=options, inherit=True)
     result = run_rollback(registry, model_name=args.name, to_version=args.to, by=args.by or getpass.getuser(),
                           reason=args.reason, target=target)
     if result["rolled_back"]:
@@ -332,13 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--kubernetes-conn-id", default="kubernetes_default",
                           help="kubernetes: the Airflow connection (kube_config / in_cluster, namespace)")
     rollback.add_argument("--namespace", help="kubernetes: default the connection's, else 'default'")
-    rollback.add_argument("--image", help="kubernetes: the model server image (default mlops-airflow-server:<version>)")
-    rollback.add_argument("--replicas", type=int, default=2, help="kubernetes: replicas of the Deployment")
+    rollback.add_argument("--image", help="kubernetes: the model server image (default: what the Deployment runs)")
+    rollback.add_argument("--replicas", type=int, help="kubernetes: replicas (default: what the Deployment has)")
     rollback.add_argument("--rollout-timeout", type=float, default=600.0,
                           help="kubernetes: seconds the rollout may take before it is undone")
     rollback.add_argument("--kubernetes-options", metavar="JSON",
                           help='kubernetes: further settings as the deploy operator\'s kubernetes_options, '
-                               'e.g. \'{"name": "taxi-server", "service_port": 80}\'')
+                               'e.g. \'{"name": "taxi-server", "service_port": 80}\'; token_secret, env_secret, '
+                               'registry_uri and env default to what the Deployment and its ConfigMap have')
     rollback.set_defaults(func=cmd_models_rollback)
 
     gc = models.add_parser("gc", help="delete old versions and unreferenced candidates (never an aliased version)")

@@ -942,15 +942,19 @@ def target_from_connection(
     conn_id: str = "kubernetes_default",
     namespace: str | None = None,
     image: str | None = None,
-    replicas: int = 2,
+    replicas: int | None = None,
     rollout_timeout: float = 600.0,
     canary: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
+    inherit: bool = False,
 ) -> KubernetesTarget:
     """A :class:`KubernetesTarget` whose clients come from the provider's KubernetesHook (Airflow connection ``conn_id``).
 
-    ``namespace`` defaults to the connection's, else ``default``; ``image`` to :data:`DEFAULT_IMAGE`;
-    ``options`` are further :class:`KubernetesSettings` (``registry_uri`` defaults to ``registry``'s).
+    ``namespace`` defaults to the connection's, else ``default``; ``image`` to :data:`DEFAULT_IMAGE`,
+    ``replicas`` to 2; ``options`` are further :class:`KubernetesSettings` (``registry_uri`` defaults
+    to ``registry``'s). With ``inherit``, what is not given is first taken from what runs now
+    (:func:`live_settings`): a rollback from a shell then keeps the deploy's image, replicas, token
+    Secret, env Secret, registry URI and env instead of falling back to defaults.
     The templates are rendered once here, so a broken one fails before any alias moves.
     :class:`ConfigError` names a bad setting.
     """
@@ -959,14 +963,69 @@ def target_from_connection(
     from mlops_airflow.pipeline.deploy import smoke_rows
 
     hook = KubernetesHook(conn_id=conn_id)
+    namespace = namespace or hook.get_namespace() or "default"
+    given = dict(options or {})
+    live: dict[str, Any] = {}
+    if inherit:
+        try:
+            app = KubernetesSettings(registry_uri=registry.store.uri, namespace=namespace,
+                                     name=given.get("name")).app_name(model_name)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"Kubernetes settings: {exc}") from exc
+        live = live_settings(hook.apps_v1_client, hook.core_v1_client, namespace, app)
+        log.info("Kubernetes: keeping what %s/%s runs with, where not given: %s", namespace, app, sorted(live))
     try:
         settings = KubernetesSettings(
-            namespace=namespace or hook.get_namespace() or "default", image=image or DEFAULT_IMAGE,
-            replicas=replicas, rollout_timeout=rollout_timeout,
+            namespace=namespace, image=image or live.pop("image", None) or DEFAULT_IMAGE,
+            replicas=replicas or live.pop("replicas", None) or 2, rollout_timeout=rollout_timeout,
             canary=CanaryPolicy.from_mapping(canary) if canary else None,
-            **{"registry_uri": registry.store.uri, **(options or {})})
+            **{"registry_uri": registry.store.uri, **{k: v for k, v in live.items() if k not in ("image", "replicas")},
+               **given})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Kubernetes settings: {exc}") from exc
     render(settings, model_name, 0, "0" * 64)
     return KubernetesTarget(apps_v1=hook.apps_v1_client, core_v1=hook.core_v1_client, settings=settings,
                             smoke_rows=lambda name, version: smoke_rows(registry, registry.get_version(name, version)))
+
+
+def live_settings(apps_v1: AppsV1Api, core_v1: CoreV1Api, namespace: str, app: str) -> dict[str, Any]:
+    """What the main Deployment and ConfigMap named ``app`` run with now, as :class:`KubernetesSettings` fields.
+
+    ``image``, ``replicas``, ``token_secret``, ``env_secret`` from the Deployment; ``registry_uri``
+    and the other ``env`` from the ConfigMap (without the entries the target sets itself). Only
+    what is there: nothing for objects that do not exist.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    def read(call: Callable[[str, str], Any]) -> dict[str, Any]:
+        try:
+            return dict(apps_v1.api_client.sanitize_for_serialization(call(app, namespace)))
+        except ApiException as exc:
+            if exc.status == 404:
+                return {}
+            raise
+
+    found: dict[str, Any] = {}
+    spec = read(apps_v1.read_namespaced_deployment).get("spec") or {}
+    if spec.get("replicas"):
+        found["replicas"] = int(spec["replicas"])
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    if containers:
+        container = containers[0]
+        if container.get("image"):
+            found["image"] = container["image"]
+        for item in container.get("env") or []:
+            ref = (item.get("valueFrom") or {}).get("secretKeyRef") or {}
+            if item.get("name") == TOKEN_ENV and ref.get("name"):
+                found["token_secret"] = f"{ref['name']}/{ref.get('key') or 'token'}"
+        secrets = [source["secretRef"]["name"] for source in container.get("envFrom") or []
+                   if (source.get("secretRef") or {}).get("name")]
+        if secrets:
+            found["env_secret"] = secrets[0]  # the template's first secretRef is env_secret
+    data = dict(read(core_v1.read_namespaced_config_map).get("data") or {})
+    if data.get("MLOPS_AIRFLOW_REGISTRY_URI"):
+        found["registry_uri"] = data["MLOPS_AIRFLOW_REGISTRY_URI"]
+    env = {key: value for key, value in data.items() if key not in RESERVED_ENV}
+    if env:
+        found["env"] = env
+    return found

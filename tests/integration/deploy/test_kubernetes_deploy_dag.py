@@ -157,8 +157,7 @@ def test_rollback_operator_rolls_the_earlier_version_out_and_undoes_a_stuck_roll
     # The same from a shell: `mlops-airflow models rollback --target kubernetes` through the same connection.
     def cli(*arguments: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(BIN / "mlops-airflow"), "--registry", registry.store.uri, "models", "rollback", "m",
-                               "--target", "kubernetes", "--kubernetes-conn-id", "fake_k8s", "--replicas", "1",
-                               "--image", "example.org/mlops-airflow-server:test", *arguments],
+                               "--target", "kubernetes", "--kubernetes-conn-id", "fake_k8s", *arguments],
                               capture_output=True, text=True, timeout=180)
 
     refused = cli("--to", "2", "--kubernetes-options", '{"service_prot": 80}')
@@ -170,5 +169,9 @@ def test_rollback_operator_rolls_the_earlier_version_out_and_undoes_a_stuck_roll
     assert "m@champion: v1 -> v2" in done.stdout
     assert pinned(fake_kube) == ("2", v2["sha256"])
     assert len(fake_kube.calls("POST", "/services/mlops-m/proxy/predict")) == smoked + 2
+    # not given on the command line: kept from what ran, not reset to the defaults (2 replicas, the stock image)
+    rolled = fake_kube.get("deployments", "mlops-m", "team-a")
+    assert rolled is not None and rolled["spec"]["replicas"] == 1
+    assert rolled["spec"]["template"]["spec"]["containers"][0]["image"] == "example.org/mlops-airflow-server:test"
     alias = registry.get_alias("m", "champion")
     assert (alias["version"], alias["by"], alias["reason"]) == (2, "carol", "rollback: v2 fixed")

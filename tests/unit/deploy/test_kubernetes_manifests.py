@@ -307,3 +307,35 @@ def test_judging_a_canary_says_what_is_over_the_limit() -> None:
     assert judge_canary(figures, CanaryPolicy(max_error_rate=0.5, max_p99_seconds=1.0, min_requests=10)) == []
     quiet = CanaryFigures(pods=1, requests=0, errors=0, p99_seconds=None, error_kinds={})
     assert judge_canary(quiet, CanaryPolicy(min_requests=5)) == ["only 0 /predict requests reached it (at least 5 needed)"]
+
+
+def test_live_settings_read_back_what_render_wrote() -> None:
+    """A rollback from a shell keeps what the deploy set: read back from the objects the target rendered."""
+    from kubernetes.client import ApiClient
+    from kubernetes.client.exceptions import ApiException
+
+    from mlops_airflow.deploy.kubernetes import live_settings
+
+    deployed = settings(image="example.org/server:1.2", replicas=3, token_secret="tok/key", env_secret="creds",
+                        env={"AWS_ENDPOINT_URL": "http://minio:9000"}, registry_uri="s3://models/prod")
+    objects = render(deployed, "m", 4, SHA)
+
+    class Api:
+        api_client = ApiClient()
+
+        def __init__(self, obj: dict[str, Any] | None) -> None:
+            self.obj = obj
+
+        def read(self, name: str, namespace: str) -> dict[str, Any]:
+            if self.obj is None:
+                raise ApiException(status=404)
+            assert (name, namespace) == ("mlops-m", deployed.namespace)
+            return self.obj
+
+        read_namespaced_deployment = read_namespaced_config_map = read
+
+    found = live_settings(Api(objects["deployment"]), Api(objects["configmap"]), deployed.namespace, "mlops-m")  # type: ignore[arg-type]
+    assert found == {"image": "example.org/server:1.2", "replicas": 3, "token_secret": "tok/key",
+                     "env_secret": "creds", "registry_uri": "s3://models/prod",
+                     "env": {"AWS_ENDPOINT_URL": "http://minio:9000"}}
+    assert live_settings(Api(None), Api(None), "ns", "mlops-m") == {}  # type: ignore[arg-type]
