@@ -26,13 +26,14 @@ package itself is imported only inside functions, so importing this module stays
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -242,6 +243,18 @@ class KubernetesSettings:
             return None
         name, _, key = self.token_secret.partition("/")
         return {"name": name, "key": key or "token"}
+
+
+def _read_or_none(api_client: ApiClient, call: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
+    """``call(*args)`` (a ``read_namespaced_*``) as a plain dict; None when the object does not exist."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return dict(api_client.sanitize_for_serialization(call(*args)))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def default_template_dir() -> Path:
@@ -730,18 +743,8 @@ class KubernetesTarget:
         return dict(self.apps_v1.api_client.sanitize_for_serialization(obj))
 
     def _read(self, kind: str, name: str, *, status: bool = False) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            if status:
-                obj = self.apps_v1.read_namespaced_deployment_status(name, self.settings.namespace)
-            else:
-                obj = self._call(kind, "read", name, self.settings.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return self._as_dict(obj)
+        call = self.apps_v1.read_namespaced_deployment_status if status else functools.partial(self._call, kind, "read")
+        return _read_or_none(self.apps_v1.api_client, call, name, self.settings.namespace)
 
     def _apply(self, obj: dict[str, Any], changes: _Changes, *, keep_previous: bool = True) -> None:
         """Create ``obj``; when it exists (409), replace it. Remembers what was there first."""
@@ -963,24 +966,21 @@ def target_from_connection(
     from mlops_airflow.pipeline.deploy import smoke_rows
 
     hook = KubernetesHook(conn_id=conn_id)
-    namespace = namespace or hook.get_namespace() or "default"
     given = dict(options or {})
-    live: dict[str, Any] = {}
-    if inherit:
-        try:
-            app = KubernetesSettings(registry_uri=registry.store.uri, namespace=namespace,
-                                     name=given.get("name")).app_name(model_name)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"Kubernetes settings: {exc}") from exc
-        live = live_settings(hook.apps_v1_client, hook.core_v1_client, namespace, app)
-        log.info("Kubernetes: keeping what %s/%s runs with, where not given: %s", namespace, app, sorted(live))
     try:
         settings = KubernetesSettings(
-            namespace=namespace, image=image or live.pop("image", None) or DEFAULT_IMAGE,
-            replicas=replicas or live.pop("replicas", None) or 2, rollout_timeout=rollout_timeout,
+            namespace=namespace or hook.get_namespace() or "default", image=image or DEFAULT_IMAGE,
+            replicas=replicas or 2, rollout_timeout=rollout_timeout,
             canary=CanaryPolicy.from_mapping(canary) if canary else None,
-            **{"registry_uri": registry.store.uri, **{k: v for k, v in live.items() if k not in ("image", "replicas")},
-               **given})
+            **{"registry_uri": registry.store.uri, **given})
+        if inherit:
+            explicit = {*given, *(["image"] if image else []), *(["replicas"] if replicas else [])}
+            live = live_settings(hook.apps_v1_client, hook.core_v1_client, settings.namespace,
+                                 settings.app_name(model_name))
+            kept = {key: value for key, value in live.items() if key not in explicit}
+            log.info("Kubernetes: keeping what %s/%s runs with: %s", settings.namespace,
+                     settings.app_name(model_name), sorted(kept))
+            settings = replace(settings, **kept)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Kubernetes settings: {exc}") from exc
     render(settings, model_name, 0, "0" * 64)
@@ -995,15 +995,8 @@ def live_settings(apps_v1: AppsV1Api, core_v1: CoreV1Api, namespace: str, app: s
     and the other ``env`` from the ConfigMap (without the entries the target sets itself). Only
     what is there: nothing for objects that do not exist.
     """
-    from kubernetes.client.exceptions import ApiException
-
     def read(call: Callable[[str, str], Any]) -> dict[str, Any]:
-        try:
-            return dict(apps_v1.api_client.sanitize_for_serialization(call(app, namespace)))
-        except ApiException as exc:
-            if exc.status == 404:
-                return {}
-            raise
+        return _read_or_none(apps_v1.api_client, call, app, namespace) or {}
 
     found: dict[str, Any] = {}
     spec = read(apps_v1.read_namespaced_deployment).get("spec") or {}

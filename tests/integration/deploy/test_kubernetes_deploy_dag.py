@@ -49,13 +49,19 @@ def serialize(dag: Any) -> None:
                                          session=session)
 
 
-def test_deploy_operator_rolls_out_and_rolls_back_on_kubernetes(
-    airflow_db: Path, registry: Any, build_version: Any, model_server: Any, fake_kube: FakeKube,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The connection as a user would define it: conn type kubernetes, a kubeconfig and a namespace in extra.
+@pytest.fixture
+def fake_k8s(fake_kube: FakeKube, monkeypatch: pytest.MonkeyPatch) -> FakeKube:
+    """The Airflow connection ``fake_k8s`` as a user would define it: a kubeconfig and a namespace in extra."""
     monkeypatch.setenv("AIRFLOW_CONN_FAKE_K8S", json.dumps(
         {"conn_type": "kubernetes", "extra": {"kube_config": fake_kube.kubeconfig(), "namespace": "team-a"}}))
+    return fake_kube
+
+
+def test_deploy_operator_rolls_out_and_rolls_back_on_kubernetes(
+    airflow_db: Path, registry: Any, build_version: Any, model_server: Any, fake_k8s: FakeKube,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_kube = fake_k8s
     options = {"kubernetes_options": {"poll_interval": 0.1, "ready_timeout": 120, "token_secret": "model-token/value"}}
     # the server needs a token; the worker's setting gives the deploy its own copy, the pods get the Secret's
     monkeypatch.setenv("MLOPS_AIRFLOW_SERVER_TOKEN", "dag-s3cret")
@@ -112,11 +118,9 @@ def pinned(fake_kube: FakeKube) -> tuple[str, str]:
 
 
 def test_rollback_operator_rolls_the_earlier_version_out_and_undoes_a_stuck_rollout(
-    airflow_db: Path, registry: Any, build_version: Any, model_server: Any, fake_kube: FakeKube,
-    monkeypatch: pytest.MonkeyPatch,
+    airflow_db: Path, registry: Any, build_version: Any, model_server: Any, fake_k8s: FakeKube,
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_FAKE_K8S", json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config": fake_kube.kubeconfig(), "namespace": "team-a"}}))
+    fake_kube = fake_k8s
     options = {"kubernetes_options": {"poll_interval": 0.1, "ready_timeout": 120}}
     v1 = build_version("m", JAN, promote=False, estimator=FAST)
     v2 = build_version("m", BOTH, promote=False, key="k2", estimator=FAST)
