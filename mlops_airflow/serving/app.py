@@ -40,9 +40,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import msgspec
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from mlops_airflow.persistence import SkewPolicy
     from mlops_airflow.registry.registry import ModelRegistry
     from mlops_airflow.serving.logs import PredictionLogger
+    from mlops_airflow.serving.middleware import Scope
 
 log = logging.getLogger(__name__)
 
@@ -293,20 +295,27 @@ def _not_ready(slot: ModelSlot) -> JSONResponse:
     return JSONResponse(status_code=503, content={"detail": slot.status()})
 
 
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+def _encode(body: Any) -> bytes:
     # straight to bytes: FastAPI's jsonable_encoder walk costs more than the model on one row, and
     # msgspec writes a thousand predictions several times faster than json.dumps (no NaN gets here)
     try:
-        content = msgspec.json.encode(body)
+        return msgspec.json.encode(body)
     except (UnicodeEncodeError, TypeError, msgspec.EncodeError):
         # a lone surrogate (which json.loads accepts) echoed in a message: json.dumps escapes it
-        content = json.dumps(body, allow_nan=False).encode()
-    return Response(content, status_code=status, media_type="application/json", headers=headers)
+        return json.dumps(body, allow_nan=False).encode()
 
 
-def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id")
-    return given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            given = value.decode("latin-1")
+            return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    return uuid.uuid4().hex
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    """The query string's parameters (the last of repeated ones), decoded as Starlette decodes them."""
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
 
 
 def _check(loaded: LoadedModel, raw: bytes, max_rows: int) -> ParsedRows:
@@ -375,9 +384,6 @@ def create_app(
     app = FastAPI(title=f"mlops-airflow model server: {title}", lifespan=lifespan)
     app.state.slot = slot
     app.state.metrics = metrics
-    app.add_middleware(
-        GuardMiddleware, metrics=metrics, token=token, max_body_bytes=max_body_bytes, public_metrics=public_metrics
-    )
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -419,22 +425,24 @@ def create_app(
             "refused_version": slot.refused_version,
         }
 
-    @app.post("/predict")
-    async def predict(request: Request) -> Response:
-        """Validate the rows against the served model's schema, then predict with that same model."""
+    async def predict(scope: Scope, raw: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """``POST /predict``, answered by GuardMiddleware with the body it read (see its module).
+
+        Validate the rows against the served model's schema, then predict with that same model.
+        """
         loaded = slot.current  # read once: the whole request is answered by this model
         if loaded is None:
             metrics.error("not_ready")
-            return _not_ready(slot)
-        request_id = _request_id(request)
-        headers = {"x-request-id": request_id}
+            return 503, _encode({"detail": slot.status()}), []
+        request_id = _request_id(scope)
+        headers = [(b"x-request-id", request_id.encode())]
         # ?probabilities=false: labels only, exactly what model.predict gives, and a smaller answer
-        probabilities = _FLAGS.get(request.query_params.get("probabilities", "true").lower())
+        given = _query(scope).get("probabilities", "true")
+        probabilities = _FLAGS.get(given.lower())
         if probabilities is None:
             metrics.error("validation")
-            errors = [f"probabilities: expected true or false, got {request.query_params['probabilities']!r}"]
-            return _json(422, {"detail": {"errors": errors, "warnings": []}}, headers)
-        raw = await request.body()  # already read, within the limit, by GuardMiddleware
+            errors = [f"probabilities: expected true or false, got {given!r}"]
+            return 422, _encode({"detail": {"errors": errors, "warnings": []}}), headers
         if len(raw) <= _INLINE_BODY_BYTES:
             parsed = _check(loaded, raw, max_rows)
             if not parsed.ok:
@@ -449,23 +457,27 @@ def create_app(
             metrics.warned(parsed.warning_fields)
         if not parsed.ok:
             metrics.error("validation")
-            return _json(422, {"detail": {"errors": parsed.errors, "warnings": parsed.warnings}}, headers)
+            return 422, _encode({"detail": {"errors": parsed.errors, "warnings": parsed.warnings}}), headers
         if isinstance(result, (ValueError, TypeError)):
             # scikit-learn signals input it cannot handle with ValueError / TypeError
             metrics.error("model")
             errors = [f"the model rejected the rows: {result}"]
-            return _json(422, {"detail": {"errors": errors, "warnings": parsed.warnings}}, headers)
+            return 422, _encode({"detail": {"errors": errors, "warnings": parsed.warnings}}), headers
         if isinstance(result, Exception):
             metrics.error("internal")
             log.error("predict: %s version %s failed", loaded.model_name, loaded.version, exc_info=result)
             message = f"{loaded.model_name} version {loaded.version} failed to predict: {type(result).__name__}: {result}"
-            return _json(500, {"detail": message}, headers)
+            return 500, _encode({"detail": message}), headers
         metrics.predicted(loaded, result["predictions"])
         if logger is not None:
             logger.offer(version=loaded.version, request_id=request_id, values=parsed.values,
                          predictions=result["predictions"], probabilities=result.get("probabilities"),
                          classes=result.get("classes"))
         body = {"model_name": loaded.model_name, "version": loaded.version, **result, "warnings": parsed.warnings}
-        return _json(200, body, headers)
+        return 200, _encode(body), headers
 
+    app.add_middleware(
+        GuardMiddleware, metrics=metrics, token=token, max_body_bytes=max_body_bytes, public_metrics=public_metrics,
+        endpoints={"/predict": predict},
+    )
     return app

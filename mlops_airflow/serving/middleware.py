@@ -12,6 +12,11 @@ stream per request on the hot path). In order:
    body without one (chunked) is counted while it is read and refused as soon as it
    passes the limit: 413, the connection closed. The body read is handed on to the app.
 3. ``mlops_requests_total`` and ``mlops_request_latency_seconds`` for every answer.
+
+The ``POST`` endpoints given in ``endpoints`` (``/predict``) are answered here, with the
+body just read: a request that carries a thousand rows is worth ~0.3 ms less without
+FastAPI's routing, request object and response classes around it (another method on
+their path gets 405). Every other path goes to the app.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, MutableMapping
+    from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 
     from mlops_airflow.serving.metrics import ServerMetrics
 
@@ -31,6 +36,8 @@ if TYPE_CHECKING:
     Receive = Callable[[], Awaitable[Message]]
     Send = Callable[[Message], Awaitable[None]]
     ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+    #: (scope, body) -> (status, the JSON body as bytes, extra headers)
+    BodyEndpoint = Callable[[Scope, bytes], Awaitable[tuple[int, bytes, list[tuple[bytes, bytes]]]]]
 
 #: Paths answered without a token: what load balancers and Kubernetes probes call.
 OPEN_PATHS = frozenset({"/health", "/ready"})
@@ -49,7 +56,11 @@ class _Disconnected(Exception):
 
 
 async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    data = json.dumps(body).encode()
+    await send_bytes(send, status, json.dumps(body).encode(), headers)
+
+
+async def send_bytes(send: Send, status: int, data: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A whole ``application/json`` answer whose body is already encoded."""
     await send(
         {
             "type": "http.response.start",
@@ -87,8 +98,11 @@ class GuardMiddleware:
         token: str | None = None,
         max_body_bytes: int,
         public_metrics: bool = False,
+        endpoints: Mapping[str, BodyEndpoint] | None = None,
     ) -> None:
         self.app = app
+        #: path -> the POST endpoint answered here with the body read (see the module docstring)
+        self.endpoints = dict(endpoints or {})
         self.metrics = metrics
         self._token = token.encode() if token else None
         self.max_body_bytes = max_body_bytes
@@ -117,6 +131,10 @@ class GuardMiddleware:
                     self.metrics.error("auth")
                     await send_json(send_recording, 401, {"detail": refusal[0]}, [(b"www-authenticate", refusal[1])])
                     return
+            endpoint = self.endpoints.get(scope["path"])
+            if endpoint is not None and scope["method"] != "POST":
+                await send_json(send_recording, 405, {"detail": "Method Not Allowed"}, [(b"allow", b"POST")])
+                return
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 try:
                     body = await self._read_body(scope, receive)
@@ -127,6 +145,9 @@ class GuardMiddleware:
                     return
                 except _Disconnected:
                     status = 499  # nginx's "client closed request": nothing was answered
+                    return
+                if endpoint is not None:
+                    await send_bytes(send_recording, *await endpoint(scope, body))
                     return
                 receive = _replay(body, receive)
             await self.app(scope, receive, send_recording)

@@ -24,6 +24,7 @@ Accepted bodies (all JSON objects)::
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -267,7 +268,12 @@ class _ColumnChecker:
             numbers = self._plain_numbers(values, nulls)
             if numbers is None:
                 return None
-            return numbers if _frame_dtype(self, nulls) == "float64" else _frame_column(self, values)
+            dtype = _frame_dtype(self, nulls)
+            if dtype == "float64":
+                return numbers
+            if self.family == "integer" and dtype in _NUMPY_NUMBERS and float(abs(numbers).max()) <= 2.0**53:
+                return numbers.astype(dtype)  # whole numbers within range, held exactly by the floats: no second pass
+            return _frame_column(self, values)
         if self.family == "bool":
             return _frame_column(self, values) if types <= {bool} else None
         return None  # date/times: row by row
@@ -693,10 +699,18 @@ def _string_array(values: Sequence[Any], dtype: str) -> Any:
     import pandas as pd
     import pyarrow as pa
 
-    target = pd.api.types.pandas_dtype(dtype)
+    target = _pandas_dtype(dtype)
     if getattr(target, "storage", None) == "pyarrow":
         return pd.arrays.ArrowStringArray(pa.array(values, type=pa.large_string()), dtype=target)
     return pd.array(values, dtype=target)
+
+
+@functools.cache
+def _pandas_dtype(name: str) -> Any:
+    """pandas' dtype object for a name (looked up once: ~10 µs each time otherwise)."""
+    import pandas as pd
+
+    return pd.api.types.pandas_dtype(name)
 
 
 #: Training dtypes a list of checked numbers converts to directly (pandas' nullable ones go through a Series).
@@ -900,5 +914,5 @@ def _typed_column(checker: _ColumnChecker, series: pd.Series, has_nulls: bool) -
     dtype = _frame_dtype(checker, has_nulls) if fits else None
     if dtype is None or dtype in ("object", "category"):
         return None
-    target = pd.api.types.pandas_dtype(dtype)  # an object, not a name: pandas says "str" == "string"
+    target = _pandas_dtype(dtype)  # an object, not a name: pandas says "str" == "string"
     return (series if series.dtype == target else series.astype(target)).array

@@ -100,6 +100,22 @@ def test_probabilities_false_answers_labels_only_for_small_and_large_bodies(
     wrong = client.post("/predict?probabilities=maybe", json={"row": GOOD})
     assert wrong.status_code == 422
     assert wrong.json()["detail"]["errors"] == ["probabilities: expected true or false, got 'maybe'"]
+    # read as Starlette reads a query: percent-decoded, the last of repeated parameters wins
+    encoded = client.post("/predict?probabilities=%46ALSE", json={"row": GOOD})
+    assert encoded.status_code == 200 and "probabilities" not in encoded.json()
+    repeated = client.post("/predict?probabilities=false&probabilities=true", json={"row": GOOD})
+    assert repeated.status_code == 200 and "probabilities" in repeated.json()
+
+
+def test_predict_takes_post_only(client: TestClient, models: Any, eventually: Any) -> None:
+    models.register()
+    models.promote(1)
+    eventually(lambda: ready_version(client) == 1)
+    for method in ("get", "put", "delete"):
+        response = client.request(method.upper(), "/predict", json={"row": GOOD})
+        assert response.status_code == 405, method
+        assert response.headers["allow"] == "POST" and response.json() == {"detail": "Method Not Allowed"}
+    assert client.get("/predict/elsewhere").status_code == 404
 
 
 def test_bad_requests_get_422_naming_every_field(client: TestClient, models: Any, eventually: Any) -> None:
