@@ -53,7 +53,8 @@ from mlops_airflow.serving.loading import LoadedModel, load_manifest_model
 from mlops_airflow.serving.metrics import ServerMetrics, worker_exited
 from mlops_airflow.serving.middleware import GuardMiddleware
 from mlops_airflow.serving.predict import MicroBatcher, predict_parsed
-from mlops_airflow.serving.requests import DEFAULT_MAX_ROWS, ParsedRows, decode_json, parse_rows
+from mlops_airflow.serving.requests import DEFAULT_MAX_ROWS, ParsedRows
+from mlops_airflow.serving.typed_bodies import parse_body
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -320,11 +321,7 @@ def _query(scope: Scope) -> dict[str, str]:
 
 def _check(loaded: LoadedModel, raw: bytes, max_rows: int) -> ParsedRows:
     """Parse and validate one request body against the served model's schema (no frame yet)."""
-    try:
-        payload = decode_json(raw)
-    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-        return ParsedRows(None, [f"body is not valid JSON: {exc}"])
-    return parse_rows(payload, loaded.request_checker, max_rows=max_rows, frame=False)
+    return parse_body(raw, loaded.request_checker, max_rows=max_rows)
 
 
 def _check_and_predict(loaded: LoadedModel, raw: bytes, max_rows: int, probabilities: bool) -> tuple[ParsedRows, Any]:

@@ -296,8 +296,7 @@ class _ColumnChecker:
             return None
         if self.seen_categories is not None and not present <= self.seen_categories:
             return None
-        dtype = _frame_dtype(self, nulls)
-        return _string_array(values, dtype) if dtype in ("str", "string") else _frame_column(self, values)
+        return _frame_column(self, values)
 
     def _plain_numbers(self, values: Sequence[Any], nulls: bool) -> Any | None:
         """``values`` as float64 (a null is NaN) if every number is finite and inside every range; else None."""
@@ -680,8 +679,8 @@ def _frame_column(checker: _ColumnChecker, column: Sequence[Any]) -> Any:
     dtype = _frame_dtype(checker, None in column)
     if dtype in _NUMPY_NUMBERS:  # a null is NaN here, as in a float Series
         return np.array(column, dtype=dtype)
-    if dtype in ("str", "string"):
-        return pd.array(column, dtype=dtype)
+    if dtype in ("str", "string"):  # checked text: strings and None only
+        return _string_array(column, dtype)
     series = pd.Series(column, dtype=object)
     if checker.family == "datetime":
         return pd.to_datetime(series).astype(checker.dtype)

@@ -1,0 +1,169 @@
+"""Request bodies checked while they are decoded: the common, clean case in one pass of C.
+
+A body in one of the usual shapes, with its columns in the schema's order, is decoded
+with msgspec against a type built from the schema: each column's JSON type, nullability,
+the tightest of its declared and observed ranges, and its category set (a ``Literal``).
+msgspec checks all of that while it parses, so a clean body needs no Python-level check
+afterwards, only the conversion of each column for the frame. Anything this type does
+not accept (an error, a value that would warn, another column order or shape, ``NaN``)
+is left to :func:`~mlops_airflow.serving.requests.parse_rows`, which finds and words
+every problem; so the server accepts exactly the bodies it accepted before, with the
+same values, only sooner.
+
+Shapes decoded here: ``{"dataframe_split": {"columns": [...], "data": [...]}}``,
+``{"columns": [...], "data": [...]}``, and records under ``rows``, ``instances``,
+``dataframe_records`` or ``inputs``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from operator import attrgetter
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import msgspec
+
+from mlops_airflow.serving.requests import (
+    _VECTOR_ROWS,
+    ParsedRows,
+    SchemaChecker,
+    _ColumnChecker,
+    _frame_column,
+    decode_json,
+    parse_rows,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+#: The first key of a JSON object body (which shape to try), read from its first bytes.
+_FIRST_KEY = re.compile(rb'\s*\{\s*"([a-z_]+)"\s*:')
+_RECORD_KEYS = ("rows", "instances", "dataframe_records", "inputs")
+_LARGEST_FLOAT = 1.7976931348623157e308
+
+
+def parse_body(raw: bytes, checker: SchemaChecker, *, max_rows: int) -> ParsedRows:
+    """Check one request body against ``checker``'s schema, leaving the frame to the caller (``frame=False``)."""
+    parsed = decode_checked(raw, checker, max_rows=max_rows)
+    if parsed is not None:
+        return parsed
+    try:
+        payload = decode_json(raw)
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        return ParsedRows(None, [f"body is not valid JSON: {exc}"])
+    return parse_rows(payload, checker, max_rows=max_rows, frame=False)
+
+
+def decode_checked(raw: bytes, checker: SchemaChecker, *, max_rows: int) -> ParsedRows | None:
+    """The accepted rows of a clean body in a usual shape, or None to leave the body to ``parse_rows``."""
+    decoders = _decoders(checker)
+    found = _FIRST_KEY.match(raw)
+    decoder = decoders.get(found.group(1).decode()) if found and decoders else None
+    if decoder is None:
+        return None
+    try:
+        body = decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    names = [column.name for column in checker.columns]
+    if isinstance(body, _Split):
+        split = body
+    elif isinstance(body, _Envelope):
+        split = body.dataframe_split
+    else:
+        split = None
+    if split is not None:
+        if split.columns != names:  # another order: values were typed by position, so they prove nothing
+            return None
+        rows: Sequence[Any] = split.data
+        if not 0 < len(rows) <= max_rows:
+            return None
+        columns: dict[str, Sequence[Any]] = dict(zip(names, zip(*rows, strict=True), strict=True))
+    else:
+        rows = getattr(body, type(body).__struct_fields__[0])
+        if not 0 < len(rows) <= max_rows:
+            return None
+        columns = {name: list(map(attrgetter(f"c{index}"), rows)) for index, name in enumerate(names)}
+    typed = None
+    if len(rows) >= _VECTOR_ROWS:  # a small request is framed when predicted, with those it is batched with
+        try:
+            typed = {column.name: _frame_column(column, columns[column.name]) for column in checker.columns}
+        except (TypeError, ValueError, ArithmeticError):  # e.g. a lone surrogate Arrow cannot hold
+            return None
+    values = {name: list(column) for name, column in columns.items()}
+    return ParsedRows(None, values=values, rows=len(rows), columns=typed)
+
+
+class _Split(msgspec.Struct, forbid_unknown_fields=True):
+    columns: list[str]
+    data: Any
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    dataframe_split: Any
+
+
+def _decoders(checker: SchemaChecker) -> dict[str, msgspec.json.Decoder[Any]]:
+    """The decoders of ``checker``'s schema by a body's first key, built once per schema; empty if it has no typed form."""
+    cached = checker.__dict__.get("_typed_decoders")
+    if cached is None:
+        cached = checker.__dict__["_typed_decoders"] = _build_decoders(checker.columns)
+    return cached  # type: ignore[no-any-return]
+
+
+def _build_decoders(columns: list[_ColumnChecker]) -> dict[str, msgspec.json.Decoder[Any]]:
+    types = [_value_type(column) for column in columns]
+    if not columns or any(kind is None for kind in types):
+        return {}
+    row = tuple.__class_getitem__(tuple(types))
+    split = msgspec.defstruct("Split", [("columns", list[str]), ("data", list[row])],  # type: ignore[valid-type]
+                              bases=(_Split,), forbid_unknown_fields=True)
+    envelope = msgspec.defstruct("Envelope", [("dataframe_split", split)], bases=(_Envelope,), forbid_unknown_fields=True)
+    # fields by position, renamed to the columns: a column name need not be a Python identifier
+    record = msgspec.defstruct("Record", [(f"c{index}", kind) for index, kind in enumerate(types)],
+                               rename={f"c{index}": column.name for index, column in enumerate(columns)},
+                               forbid_unknown_fields=True)
+    decoders: dict[str, msgspec.json.Decoder[Any]] = {
+        "dataframe_split": msgspec.json.Decoder(envelope),
+        "columns": msgspec.json.Decoder(split),
+    }
+    for key in _RECORD_KEYS:
+        records = msgspec.defstruct(f"Records_{key}", [(key, list[record])], forbid_unknown_fields=True)  # type: ignore[valid-type]
+        decoders[key] = msgspec.json.Decoder(records)
+    return decoders
+
+
+def _value_type(column: _ColumnChecker) -> Any | None:
+    """The msgspec type that accepts exactly the values ``column.fast`` passes as they are; None if there is none."""
+    if column.family == "integer" and column.allowed_numbers is None:
+        low, high = _bounds(column)
+        kind: Any = Annotated[int, msgspec.Meta(ge=max(column.int_range[0], math.ceil(low)),
+                                                le=min(column.int_range[1], math.floor(high)))]
+    elif column.family == "float" and column.allowed_numbers is None:
+        low, high = _bounds(column)
+        kind = Annotated[float, msgspec.Meta(ge=low, le=high)]  # a JSON integer too, as a float (as checked row by row)
+    elif column.family == "bool":
+        kind = bool
+    elif column.family == "text":
+        sets = [given for given in (column.allowed_set, column.seen_categories) if given is not None]
+        if not sets:
+            kind = str
+        else:
+            allowed = sorted(set.intersection(*sets))
+            if not allowed:
+                return None
+            kind = Literal[tuple(allowed)]
+    else:  # date/times: parsed row by row
+        return None
+    return kind | None if column.nullable else kind
+
+
+def _bounds(column: _ColumnChecker) -> tuple[float, float]:
+    """The tightest of the declared and observed ranges (values inside neither err nor warn); finite."""
+    lows, highs = [column.low], [column.high]
+    if column.seen_low is not None and column.seen_high is not None:  # only a complete observed range warns
+        lows.append(column.seen_low)
+        highs.append(column.seen_high)
+    return (max((float(bound) for bound in lows if bound is not None), default=-_LARGEST_FLOAT),
+            min((float(bound) for bound in highs if bound is not None), default=_LARGEST_FLOAT))

@@ -1,0 +1,176 @@
+"""Bodies checked while decoded (msgspec types built from the schema) agree with parse_rows on every body."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from mlops_airflow.serving.requests import SchemaChecker, parse_rows
+from mlops_airflow.serving.typed_bodies import _decoders, decode_checked, parse_body
+
+GOOD = {"hour": 7, "passengers": 2, "fare": 12.5, "payment_type": "card"}
+NAMES = list(GOOD)
+
+
+def _good_rows(n: int, seed: int = 7) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [{"hour": rng.randrange(24), "passengers": rng.choice([1, 2, 5, None]), "fare": rng.choice([5, 7.25, 23.0]),
+             "payment_type": rng.choice(["app", "card", "cash"])} for _ in range(n)]
+
+
+def _shapes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same rows in every shape the typed decoders take."""
+    names = list(dict.fromkeys(name for row in rows for name in row))  # an extra column too, null where not given
+    split = {"columns": names, "data": [[row.get(name) for name in names] for row in rows]}
+    return [split, {"dataframe_split": split}, *({key: rows} for key in ("rows", "instances", "dataframe_records", "inputs"))]
+
+
+def _raw(body: Any) -> bytes:
+    return json.dumps(body).encode()  # NaN and Infinity written as Python writes them
+
+
+def _typed_values(values: dict[str, list[Any]]) -> dict[str, list[tuple[type, Any]]]:
+    """The values with their types; a number of a float column may be an int (a big body keeps what was sent)."""
+    return {name: [(float if name == "fare" and value is not None else type(value), value) for value in column]
+            for name, column in values.items()}
+
+
+CLEAN = [body for n in (1, 3, 40) for body in _shapes(_good_rows(n))] + [
+    {"dataframe_split": {"columns": NAMES, "data": [[23, None, 5, "cash"], [0, 5, 23.0, "app"]]}},  # bounds inclusive
+    {"rows": [{**GOOD, "passengers": None}] * 33},  # a nullable column without any value
+]
+
+ODD = [
+    {"hour": 7.0},  # an integral float: accepted by parse_rows, made an int
+    {"fare": 99.0},  # outside what training saw: a warning
+    {"fare": 4},  # below it, as an int
+    {"hour": 77},  # outside the declared range: an error
+    {"hour": -1},
+    {"fare": float("nan")},  # not JSON: msgspec refuses, json.loads reads a null
+    {"passengers": float("inf")},
+    {"passengers": True},
+    {"passengers": 2.5},
+    {"hour": 2**64},
+    {"payment_type": None},
+    {"payment_type": 1},
+    {"payment_type": "bitcoin"},
+    {"payment_type": ["card"]},
+    {"fare": "12.5"},
+    {"tipped": 1},  # the target
+    {"foo": 1},  # an unknown column
+]
+
+
+def _odd_bodies() -> list[dict[str, Any]]:
+    bodies = []
+    for change in ODD:
+        rows = [*_good_rows(40), {**GOOD, **change}]
+        bodies.extend(_shapes(rows))
+    missing = [{name: value for name, value in row.items() if name != "fare"} for row in _good_rows(40)]
+    bodies.append({"rows": missing})
+    bodies.append({"columns": NAMES[::-1], "data": [[row[name] for name in NAMES[::-1]] for row in _good_rows(40)]})
+    split = {"columns": NAMES, "data": [[row[name] for name in NAMES] for row in _good_rows(40)]}
+    bodies.append({**split, "index": list(range(40))})  # pandas' split with its index: parse_rows ignores it
+    bodies.append({"dataframe_split": split, "rows": _good_rows(2)})  # two shapes at once
+    bodies.append({"rows": []})
+    bodies.append({"dataframe_split": {"columns": NAMES, "data": [[7, 2, 12.5]]}})  # a short row
+    return bodies
+
+
+@pytest.mark.parametrize("body", CLEAN + _odd_bodies())
+def test_typed_decoding_accepts_only_what_parse_rows_accepts_silently_with_the_same_values(
+    body: Any, schema: dict
+) -> None:
+    checker = SchemaChecker(schema)
+    raw = _raw(body)
+    reference = parse_rows(json.loads(raw), checker, frame=False)
+    typed = decode_checked(raw, checker, max_rows=1000)
+    if typed is not None:
+        assert reference.ok and not reference.warnings and not reference.warning_fields
+        assert typed.ok and not typed.warnings and typed.rows == reference.rows
+        assert _typed_values(typed.values) == _typed_values(reference.values)  # ints stay ints, floats floats
+        assert all(type(value) is float for value in typed.values["fare"])  # as the row-by-row check gives them
+        frame, expected = checker.frame_of(typed), checker.frame_of(reference)
+        assert frame.equals(expected) and list(frame.dtypes) == list(expected.dtypes)
+        assert checker.build_frame(typed.values).equals(expected)  # as the batcher frames it
+    answer = parse_body(raw, checker, max_rows=1000)
+    assert (answer.ok, answer.errors, answer.warnings, answer.warning_fields) == (
+        reference.ok, reference.errors, reference.warnings, reference.warning_fields)
+    if answer.ok:
+        assert _typed_values(answer.values) == _typed_values(reference.values)
+
+
+@pytest.mark.parametrize("body", CLEAN)
+def test_clean_bodies_in_every_usual_shape_are_decoded_typed(body: Any, schema: dict) -> None:
+    assert decode_checked(_raw(body), SchemaChecker(schema), max_rows=1000) is not None
+
+
+@pytest.mark.parametrize("body", _odd_bodies())
+def test_bodies_with_anything_to_say_are_left_to_parse_rows(body: Any, schema: dict) -> None:
+    assert decode_checked(_raw(body), SchemaChecker(schema), max_rows=1000) is None
+
+
+def test_limits_and_bodies_that_are_not_json_objects(schema: dict) -> None:
+    checker = SchemaChecker(schema)
+    body = _raw({"rows": _good_rows(5)})
+    assert decode_checked(body, checker, max_rows=4) is None
+    assert parse_body(body, checker, max_rows=4).errors == ["too many rows: 5 > the limit of 4 per request"]
+    for raw in (b"", b"[1, 2]", b'\xef\xbb\xbf{"rows": []}', b'{"rows": [', b"   "):
+        assert decode_checked(raw, checker, max_rows=10) is None
+        assert not parse_body(raw, checker, max_rows=10).ok
+
+
+def test_schemas_without_a_typed_form_and_names_that_are_not_identifiers(schema: dict) -> None:
+    import copy
+
+    dated = copy.deepcopy(schema)
+    dated["columns"].append({"name": "pickup_at", "kind": "datetime", "dtype": "datetime64[ns]", "nullable": False})
+    assert _decoders(SchemaChecker(dated)) == {}  # date/times are parsed row by row
+    row = {**GOOD, "pickup_at": "2026-01-05T08:00:00"}
+    assert parse_body(_raw({"rows": [row] * 40}), SchemaChecker(dated), max_rows=100).ok
+
+    renamed = copy.deepcopy(schema)
+    for column, name in zip(renamed["columns"], ("hour of day", "class", "fare-usd", "1st payment"), strict=False):
+        column["name"] = name
+    checker = SchemaChecker(renamed)
+    names = [column.name for column in checker.columns]
+    rows = [dict(zip(names, [row[name] for name in NAMES], strict=True)) for row in _good_rows(40)]
+    typed = decode_checked(_raw({"rows": rows}), checker, max_rows=100)
+    assert typed is not None and list(checker.frame_of(typed).columns) == names
+
+
+def test_numeric_allowed_sets_are_checked_the_row_by_row_way(schema: dict) -> None:
+    import copy
+
+    listed = copy.deepcopy(schema)
+    listed["columns"][0]["declared"] = {"allowed": [7, 8]}
+    checker = SchemaChecker(listed)
+    assert _decoders(checker) == {}
+    answer = parse_body(_raw({"rows": [GOOD, {**GOOD, "hour": 9}]}), checker, max_rows=10)
+    assert answer.errors == ["rows[1].hour=9 is not one of [7, 8]"]
+
+
+def test_the_server_answers_clean_bodies_without_parse_rows(models: Any, eventually: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    import mlops_airflow.serving.typed_bodies as typed_module
+    from mlops_airflow.serving.app import create_app
+
+    models.register()
+    models.promote(1)
+    calls = []
+    monkeypatch.setattr(typed_module, "parse_rows", lambda *a, **k: calls.append(1) or parse_rows(*a, **k))
+    with TestClient(create_app(models.registry, "taxi", poll_interval=0.02)) as client:
+        eventually(lambda: client.get("/ready").json()["version"] == 1)
+        for n in (40, 1500):  # through the micro-batcher, and a body big enough for the thread pool
+            for body in _shapes(_good_rows(n)):
+                response = client.post("/predict", json=body)
+                assert response.status_code == 200 and len(response.json()["predictions"]) == n
+        assert client.post("/predict", json={"row": GOOD}).status_code == 200  # "row": not a typed shape
+        assert calls == [1]
+        warned = client.post("/predict", json={"rows": [{**GOOD, "fare": 99.0}] * 40})
+        assert warned.status_code == 200 and len(warned.json()["warnings"]) == 40 and calls == [1, 1]
