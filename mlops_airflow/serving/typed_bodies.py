@@ -108,7 +108,11 @@ def _decoders(checker: SchemaChecker) -> dict[str, msgspec.json.Decoder[Any]]:
     """The decoders of ``checker``'s schema by a body's first key, built once per schema; empty if it has no typed form."""
     cached = checker.__dict__.get("_typed_decoders")
     if cached is None:
-        cached = checker.__dict__["_typed_decoders"] = _build_decoders(checker.columns)
+        try:
+            cached = _build_decoders(checker.columns)
+        except (TypeError, ValueError):  # bounds msgspec cannot hold (a NaN bound)
+            cached = {}
+        checker.__dict__["_typed_decoders"] = cached
     return cached  # type: ignore[no-any-return]
 
 

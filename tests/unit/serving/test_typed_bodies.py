@@ -174,3 +174,46 @@ def test_the_server_answers_clean_bodies_without_parse_rows(models: Any, eventua
         assert calls == [1]
         warned = client.post("/predict", json={"rows": [{**GOOD, "fare": 99.0}] * 40})
         assert warned.status_code == 200 and len(warned.json()["warnings"]) == 40 and calls == [1, 1]
+
+
+def test_other_dtypes_and_contradicting_ranges(schema: dict) -> None:
+    import copy
+
+    wide = copy.deepcopy(schema)
+    wide["columns"] += [
+        {"name": "airport", "kind": "numeric", "dtype": "bool", "nullable": True},
+        {"name": "zone", "kind": "categorical", "dtype": "object", "nullable": True},
+        {"name": "kind", "kind": "categorical", "dtype": "category", "nullable": False},
+        {"name": "share", "kind": "numeric", "dtype": "float32", "nullable": False},
+        {"name": "seats", "kind": "numeric", "dtype": "uint8", "nullable": False},
+    ]
+    checker = SchemaChecker(wide)
+    extra = [{"airport": True, "zone": "a", "kind": "x", "share": 0.1, "seats": 255},
+             {"airport": None, "zone": None, "kind": "y", "share": 2, "seats": 0}]
+    rows = [{**GOOD, **extra[index % 2]} for index in range(40)]
+    for body in ({"rows": rows}, {"dataframe_split": {"columns": list(rows[0]), "data": [list(r.values()) for r in rows]}}):
+        raw = _raw(body)
+        typed = decode_checked(raw, checker, max_rows=100)
+        assert typed is not None
+        reference = parse_rows(json.loads(raw), checker, frame=False)
+        frame, expected = checker.frame_of(typed), checker.frame_of(reference)
+        assert frame.equals(expected) and list(frame.dtypes) == list(expected.dtypes)
+    for change in ({"airport": 1}, {"seats": 256}, {"seats": -1}, {"share": True}, {"zone": 3}):
+        raw = _raw({"rows": [*rows, {**rows[0], **change}]})
+        assert decode_checked(raw, checker, max_rows=100) is None
+        assert parse_body(raw, checker, max_rows=100).errors == parse_rows(json.loads(raw), checker).errors != []
+
+    contradicting = copy.deepcopy(schema)
+    contradicting["columns"][0]["declared"] = {"min": 30, "max": 40}  # training saw 0-23
+    checker = SchemaChecker(contradicting)
+    raw = _raw({"rows": [{**GOOD, "hour": 35}] * 40})
+    assert decode_checked(raw, checker, max_rows=100) is None
+    answer = parse_body(raw, checker, max_rows=100)
+    assert answer.ok and answer.warning_fields == {"hour": 40}  # inside the declared range, outside the observed one
+
+    broken = copy.deepcopy(schema)
+    broken["columns"][2]["observed"]["min"] = float("nan")  # a bound msgspec refuses to build a type with
+    checker = SchemaChecker(broken)
+    assert _decoders(checker) == {}
+    raw = _raw({"rows": [GOOD] * 40})
+    assert parse_body(raw, checker, max_rows=100).warnings == parse_rows(json.loads(raw), checker).warnings
