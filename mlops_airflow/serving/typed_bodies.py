@@ -11,8 +11,8 @@ every problem; so the server accepts exactly the bodies it accepted before, with
 same values, only sooner.
 
 Shapes decoded here: ``{"dataframe_split": {"columns": [...], "data": [...]}}``,
-``{"columns": [...], "data": [...]}``, and records under ``rows``, ``instances``,
-``dataframe_records`` or ``inputs``.
+``{"columns": [...], "data": [...]}``, records under ``rows``, ``instances``,
+``dataframe_records`` or ``inputs``, and ``{"inputs": {column: [values]}}``.
 """
 
 from __future__ import annotations
@@ -73,26 +73,29 @@ def decode_checked(raw: bytes, checker: SchemaChecker, *, max_rows: int) -> Pars
         split = body.dataframe_split
     else:
         split = None
+    columns: dict[str, Sequence[Any]]
     if split is not None:
         if split.columns != names:  # another order: values were typed by position, so they prove nothing
             return None
-        rows: Sequence[Any] = split.data
-        if not 0 < len(rows) <= max_rows:
-            return None
-        columns: dict[str, Sequence[Any]] = dict(zip(names, zip(*rows, strict=True), strict=True))
+        columns = dict(zip(names, zip(*split.data, strict=True), strict=True)) if split.data else {}
     else:
-        rows = getattr(body, type(body).__struct_fields__[0])
-        if not 0 < len(rows) <= max_rows:
-            return None
-        columns = {name: list(map(attrgetter(f"c{index}"), rows)) for index, name in enumerate(names)}
+        held = getattr(body, type(body).__struct_fields__[0])
+        fields = [(name, attrgetter(f"c{index}")) for index, name in enumerate(names)]
+        if isinstance(held, list):  # records
+            columns = {name: list(map(field, held)) for name, field in fields} if held else {}
+        else:  # {"inputs": {column: [values]}}
+            columns = {name: field(held) for name, field in fields}
+    count = {len(column) for column in columns.values()}
+    if len(count) != 1 or not 0 < (rows := count.pop()) <= max_rows:  # none, unequal columns, or too many
+        return None
     typed = None
-    if len(rows) >= _VECTOR_ROWS:  # a small request is framed when predicted, with those it is batched with
+    if rows >= _VECTOR_ROWS:  # a small request is framed when predicted, with those it is batched with
         try:
             typed = {column.name: _frame_column(column, columns[column.name]) for column in checker.columns}
         except (TypeError, ValueError, ArithmeticError):  # e.g. a lone surrogate Arrow cannot hold
             return None
     values = {name: list(column) for name, column in columns.items()}
-    return ParsedRows(None, values=values, rows=len(rows), columns=typed)
+    return ParsedRows(None, values=values, rows=rows, columns=typed)
 
 
 class _Split(msgspec.Struct, forbid_unknown_fields=True):
@@ -132,9 +135,12 @@ def _build_decoders(columns: list[_ColumnChecker]) -> dict[str, msgspec.json.Dec
         "dataframe_split": msgspec.json.Decoder(envelope),
         "columns": msgspec.json.Decoder(split),
     }
+    by_column = msgspec.defstruct("Columns", [(f"c{index}", list[kind]) for index, kind in enumerate(types)],  # type: ignore[valid-type]
+                                  rename={f"c{index}": column.name for index, column in enumerate(columns)},
+                                  forbid_unknown_fields=True)
     for key in _RECORD_KEYS:
-        records = msgspec.defstruct(f"Records_{key}", [(key, list[record])], forbid_unknown_fields=True)  # type: ignore[valid-type]
-        decoders[key] = msgspec.json.Decoder(records)
+        held: Any = list[record] | by_column if key == "inputs" else list[record]  # type: ignore[valid-type]
+        decoders[key] = msgspec.json.Decoder(msgspec.defstruct(f"Body_{key}", [(key, held)], forbid_unknown_fields=True))
     return decoders
 
 

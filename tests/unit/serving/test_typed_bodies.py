@@ -25,7 +25,9 @@ def _shapes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The same rows in every shape the typed decoders take."""
     names = list(dict.fromkeys(name for row in rows for name in row))  # an extra column too, null where not given
     split = {"columns": names, "data": [[row.get(name) for name in names] for row in rows]}
-    return [split, {"dataframe_split": split}, *({key: rows} for key in ("rows", "instances", "dataframe_records", "inputs"))]
+    by_column = {"inputs": {name: [row.get(name) for row in rows] for name in names}}
+    return [split, {"dataframe_split": split}, by_column,
+            *({key: rows} for key in ("rows", "instances", "dataframe_records", "inputs"))]
 
 
 def _raw(body: Any) -> bytes:
@@ -77,6 +79,8 @@ def _odd_bodies() -> list[dict[str, Any]]:
     bodies.append({"dataframe_split": split, "rows": _good_rows(2)})  # two shapes at once
     bodies.append({"rows": []})
     bodies.append({"dataframe_split": {"columns": NAMES, "data": [[7, 2, 12.5]]}})  # a short row
+    bodies.append({"inputs": {"hour": [7, 8], "passengers": [1, 2], "fare": [12.5], "payment_type": ["app", "app"]}})
+    bodies.append({"inputs": {"hour": [], "passengers": [], "fare": [], "payment_type": []}})
     return bodies
 
 
