@@ -221,3 +221,41 @@ def test_other_dtypes_and_contradicting_ranges(schema: dict) -> None:
     assert _decoders(checker) == {}
     raw = _raw({"rows": [GOOD] * 40})
     assert parse_body(raw, checker, max_rows=100).warnings == parse_rows(json.loads(raw), checker).warnings
+
+
+def _mutated_bodies(count: int, seed: int) -> list[Any]:
+    """Seeded random bodies: clean rows with some values swapped for odd ones, in random shapes and orders."""
+    rng = random.Random(seed)
+    odd = [None, True, False, 0, -1, 1, 23, 24, 2**63, 2**64, -(2**63) - 1, 0.0, -0.0, 4.99, 5, 23.0, 23.5, 1e308,
+           2.5, 7.0, "7", "", "card", "CARD", "bitcoin", "caf\u00e9", "\ud800", [], {}, [1], float("nan"), float("inf")]
+    bodies = []
+    for _ in range(count):
+        rows = _good_rows(rng.choice([1, 2, 31, 32, 40]), seed=rng.randrange(1000))
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            rng.choice(rows)[rng.choice(NAMES)] = rng.choice(odd)
+        if rng.random() < 0.1:
+            rows = [{name: row[name] for name in reversed(NAMES)} for row in rows]  # another column order
+        bodies.append(rng.choice(_shapes(rows)))
+    return bodies
+
+
+def test_random_bodies_keep_the_contract(schema: dict) -> None:
+    checker = SchemaChecker(schema)
+    taken = 0
+    for body in _mutated_bodies(600, seed=11):
+        raw = _raw(body)
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            continue
+        reference = parse_rows(payload, checker, frame=False)
+        typed = decode_checked(raw, checker, max_rows=1000)
+        answer = parse_body(raw, checker, max_rows=1000)
+        assert (answer.ok, answer.errors, answer.warnings) == (reference.ok, reference.errors, reference.warnings), body
+        if typed is None:
+            continue
+        taken += 1
+        assert reference.ok and not reference.warnings, body
+        assert _typed_values(typed.values) == _typed_values(reference.values), body
+        assert checker.build_frame(typed.values).equals(checker.build_frame(reference.values)), body
+    assert 200 < taken < 500, taken  # both ways were exercised (318 typed of 600)
