@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 _FIRST_KEY = re.compile(rb'\s*\{\s*"([a-z_]+)"\s*:')
 _RECORD_KEYS = ("rows", "instances", "dataframe_records", "inputs")
 _LARGEST_FLOAT = 1.7976931348623157e308
+#: Integers up to this size are floats exactly.
+_EXACT_INT = 2**53
 
 
 def parse_body(raw: bytes, checker: SchemaChecker, *, max_rows: int) -> ParsedRows:
@@ -64,7 +66,7 @@ def decode_checked(raw: bytes, checker: SchemaChecker, *, max_rows: int) -> Pars
         return None
     try:
         body = decoder.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except ValueError:  # msgspec's DecodeError / ValidationError, and bytes that are not UTF-8
         return None
     names = [column.name for column in checker.columns]
     if isinstance(body, _Split):
@@ -113,7 +115,7 @@ def _decoders(checker: SchemaChecker) -> dict[str, msgspec.json.Decoder[Any]]:
     if cached is None:
         try:
             cached = _build_decoders(checker.columns)
-        except (TypeError, ValueError):  # bounds msgspec cannot hold (a NaN bound)
+        except (TypeError, ValueError, ArithmeticError):  # bounds msgspec cannot hold (NaN, beyond floats)
             cached = {}
         checker.__dict__["_typed_decoders"] = cached
     return cached  # type: ignore[no-any-return]
@@ -148,8 +150,9 @@ def _value_type(column: _ColumnChecker) -> Any | None:
     """The msgspec type that accepts exactly the values ``column.fast`` passes as they are; None if there is none."""
     if column.family == "integer" and column.allowed_numbers is None:
         low, high = _bounds(column)
-        kind: Any = Annotated[int, msgspec.Meta(ge=max(column.int_range[0], math.ceil(low)),
-                                                le=min(column.int_range[1], math.floor(high)))]
+        # beyond 2**53 the row-by-row check compares a rounded float(value): those values go that way
+        kind: Any = Annotated[int, msgspec.Meta(ge=max(column.int_range[0], math.ceil(low), -_EXACT_INT),
+                                                le=min(column.int_range[1], math.floor(high), _EXACT_INT))]
     elif column.family == "float" and column.allowed_numbers is None:
         low, high = _bounds(column)
         kind = Annotated[float, msgspec.Meta(ge=low, le=high)]  # a JSON integer too, as a float (as checked row by row)
@@ -170,10 +173,20 @@ def _value_type(column: _ColumnChecker) -> Any | None:
 
 
 def _bounds(column: _ColumnChecker) -> tuple[float, float]:
-    """The tightest of the declared and observed ranges (values inside neither err nor warn); finite."""
+    """The tightest of the declared and observed ranges (values inside neither err nor warn), as floats.
+
+    The row-by-row check compares ``float(value)`` with each bound exactly; a bound a float
+    cannot hold (an integer beyond 2**53) is rounded inward, so that a float passes the
+    rounded bound exactly when it passes the true one. Finite: no bound means the largest float.
+    """
     lows, highs = [column.low], [column.high]
     if column.seen_low is not None and column.seen_high is not None:  # only a complete observed range warns
         lows.append(column.seen_low)
         highs.append(column.seen_high)
-    return (max((float(bound) for bound in lows if bound is not None), default=-_LARGEST_FLOAT),
-            min((float(bound) for bound in highs if bound is not None), default=_LARGEST_FLOAT))
+    return (max((_inward(bound, math.inf) for bound in lows if bound is not None), default=-_LARGEST_FLOAT),
+            min((_inward(bound, -math.inf) for bound in highs if bound is not None), default=_LARGEST_FLOAT))
+
+
+def _inward(bound: float, towards: float) -> float:
+    near = float(bound)
+    return math.nextafter(near, towards) if (near < bound if towards > 0 else near > bound) else near

@@ -259,3 +259,45 @@ def test_random_bodies_keep_the_contract(schema: dict) -> None:
         assert _typed_values(typed.values) == _typed_values(reference.values), body
         assert checker.build_frame(typed.values).equals(checker.build_frame(reference.values)), body
     assert 200 < taken < 500, taken  # both ways were exercised (318 typed of 600)
+
+
+def test_bytes_that_are_not_utf8_are_not_valid_json(schema: dict) -> None:
+    checker = SchemaChecker(schema)
+    for raw in (b'{"rows": [{"hour": 7, "passengers": 2, "fare": 12.5, "payment_type": "ca\xffsh"}]}',
+                b'{"rows": [{"hour": 7, "passengers": 2, "fare": 12.5, "payment_type": "\xed\xa0\x80"}]}'):
+        assert decode_checked(raw, checker, max_rows=10) is None
+        answer = parse_body(raw, checker, max_rows=10)
+        assert not answer.ok and answer.errors[0].startswith("body is not valid JSON: 'utf-8' codec can't decode")
+
+
+@pytest.mark.parametrize(("name", "declared", "values"), [
+    ("hour", {"min": 0, "max": 9999999999999999}, [9999999999999999, 10**16, 2**53, 2**53 + 1, 5]),
+    ("hour", {"min": -(2**63), "max": 2**63 - 1}, [2**63 - 1, 2**62, -(2**63), 2**53 - 1, 0]),
+    ("fare", {"min": 0, "max": 2**53 + 3}, [9007199254740996, 9007199254740994, 2**53 + 3, 1e16, 12.5]),
+    ("fare", {"min": -(2**53) - 3, "max": 10}, [-9007199254740996, -(2**53) - 3, -(2**53) - 4, 0.5]),
+])
+def test_bounds_a_float_cannot_hold_decide_as_the_row_by_row_check_does(
+    name: str, declared: dict, values: list[Any], schema: dict
+) -> None:
+    import copy
+
+    wide = copy.deepcopy(schema)
+    column = next(column for column in wide["columns"] if column["name"] == name)
+    column["declared"], column["observed"] = declared, {}
+    checker = SchemaChecker(wide)
+    for value in values:
+        raw = _raw({"rows": [{**GOOD, name: value}]})
+        reference = parse_rows(json.loads(raw), checker, frame=False)
+        typed = decode_checked(raw, checker, max_rows=10)
+        assert typed is None or (reference.ok and not reference.warnings), value
+        assert parse_body(raw, checker, max_rows=10).errors == reference.errors, value
+
+
+def test_a_bound_beyond_floats_leaves_every_body_to_the_row_by_row_check(schema: dict) -> None:
+    import copy
+
+    wide = copy.deepcopy(schema)
+    wide["columns"][0]["declared"], wide["columns"][0]["observed"] = {"min": 0, "max": 10**400}, {}
+    checker = SchemaChecker(wide)
+    assert _decoders(checker) == {}
+    assert parse_body(_raw({"rows": [GOOD]}), checker, max_rows=10).ok
