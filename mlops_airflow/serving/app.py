@@ -477,4 +477,34 @@ def create_app(
         GuardMiddleware, metrics=metrics, token=token, max_body_bytes=max_body_bytes, public_metrics=public_metrics,
         endpoints={"/predict": predict},
     )
+    routes_only = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema of the routes, and ``POST /predict``, which the middleware answers (so /docs shows it)."""
+        if app.openapi_schema is None:
+            routes_only()["paths"]["/predict"] = _PREDICT_OPENAPI
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+_PREDICT_OPENAPI = {
+    "post": {
+        "summary": "Predict",
+        "description": "Validate the rows against the served model's schema, then predict with that same model. "
+        "Bodies: records (`rows`, `instances`, `dataframe_records`, `inputs`), one `row`, split "
+        "(`columns` + `data`, or `dataframe_split`), or `inputs` as one list per column.",
+        "parameters": [{"name": "probabilities", "in": "query", "required": False,
+                        "schema": {"type": "boolean", "default": True},
+                        "description": "false: labels only, exactly what model.predict gives"}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+        "responses": {
+            "200": {"description": "model_name, version, predictions, [probabilities, classes], warnings"},
+            "401": {"description": "a bearer token is needed (when the server has one)"},
+            "413": {"description": "the body is over the size limit"},
+            "422": {"description": "detail.errors names each offending field and why"},
+            "503": {"description": "no model is loaded yet: detail says why"},
+        },
+    }
+}

@@ -75,6 +75,15 @@ async def send_bytes(send: Send, status: int, data: bytes, headers: list[tuple[b
     await send({"type": "http.response.body", "body": data})
 
 
+def route_path(scope: Scope) -> str:
+    """The path the app routes by: without the ``root_path`` a proxy mounts the server under (as Starlette does)."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("/", ""):
+        return path[len(root):] or "/"
+    return path
+
+
 def bearer_token(scope: Scope) -> bytes | None:
     """The token of an ``Authorization: Bearer ...`` header, else of a :data:`PROXY_AUTH_HEADER` one, or None."""
     headers = dict(scope.get("headers", ()))
@@ -117,6 +126,7 @@ class GuardMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        path = route_path(scope)
 
         async def send_recording(message: Message) -> None:
             nonlocal status
@@ -125,13 +135,13 @@ class GuardMiddleware:
             await send(message)
 
         try:
-            if self._token is not None and scope["path"] not in self.open_paths:
+            if self._token is not None and path not in self.open_paths:
                 refusal = self._refuse_auth(scope)
                 if refusal is not None:
                     self.metrics.error("auth")
                     await send_json(send_recording, 401, {"detail": refusal[0]}, [(b"www-authenticate", refusal[1])])
                     return
-            endpoint = self.endpoints.get(scope["path"])
+            endpoint = self.endpoints.get(path.rstrip("/") or "/")  # "/predict/" is "/predict"
             if endpoint is not None and scope["method"] != "POST":
                 await send_json(send_recording, 405, {"detail": "Method Not Allowed"}, [(b"allow", b"POST")])
                 return
@@ -152,7 +162,7 @@ class GuardMiddleware:
                 receive = _replay(body, receive)
             await self.app(scope, receive, send_recording)
         finally:
-            self.metrics.request(scope["path"], status, time.perf_counter() - started)
+            self.metrics.request(path, status, time.perf_counter() - started)
 
     def _refuse_auth(self, scope: Scope) -> tuple[str, bytes] | None:
         assert self._token is not None

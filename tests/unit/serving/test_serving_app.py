@@ -116,6 +116,22 @@ def test_predict_takes_post_only(client: TestClient, models: Any, eventually: An
         assert response.status_code == 405, method
         assert response.headers["allow"] == "POST" and response.json() == {"detail": "Method Not Allowed"}
     assert client.get("/predict/elsewhere").status_code == 404
+    assert client.post("/predict/", json={"row": GOOD}).status_code == 200  # Starlette redirected this to /predict
+    post = client.get("/openapi.json").json()["paths"]["/predict"]["post"]  # /docs shows it, though no route answers it
+    assert post["parameters"][0]["name"] == "probabilities" and "422" in post["responses"]
+
+
+def test_a_root_path_set_by_a_proxy_is_not_part_of_the_routes(models: Any, registry: Any, eventually: Any) -> None:
+    models.register()
+    models.promote(1)
+    app = create_app(registry, "taxi", poll_interval=0.02, token="t0ken")
+    with TestClient(app, root_path="/api") as client:
+        eventually(lambda: client.get("/api/ready").status_code == 200)  # a probe: open without the token
+        auth = {"Authorization": "Bearer t0ken"}
+        assert client.post("/api/predict", json={"row": GOOD}, headers=auth).status_code == 200
+        assert client.get("/api/metadata", headers=auth).status_code == 200
+        metrics = client.get("/api/metrics", headers=auth).text
+    assert 'mlops_requests_total{endpoint="/predict",status="200"} 1.0' in metrics
 
 
 def test_bad_requests_get_422_naming_every_field(client: TestClient, models: Any, eventually: Any) -> None:
