@@ -23,6 +23,15 @@ def client(models: Any) -> Iterator[TestClient]:
         yield test_client
 
 
+@pytest.fixture
+def serving(client: TestClient, models: Any, eventually: Any) -> TestClient:
+    """``client`` once version 1 of the model is registered, promoted and served."""
+    models.register()
+    models.promote(1)
+    eventually(lambda: ready_version(client) == 1)
+    return client
+
+
 def ready_version(client: TestClient) -> Any:
     response = client.get("/ready")
     return response.status_code == 200 and response.json()["version"]
@@ -63,12 +72,8 @@ def test_waits_with_503_until_the_alias_exists_then_serves(
     assert meta["loaded_at"] and meta["load_warnings"] == []
 
 
-def test_predict_answers_with_predictions_probabilities_and_warnings(
-    client: TestClient, models: Any, eventually: Any
-) -> None:
-    models.register()
-    models.promote(1)
-    eventually(lambda: ready_version(client) == 1)
+@pytest.mark.usefixtures("serving")
+def test_predict_answers_with_predictions_probabilities_and_warnings(client: TestClient) -> None:
     rows = [GOOD, {**GOOD, "hour": 3, "payment_type": "cash", "passengers": None}, {**GOOD, "fare": 99.0}]
     response = client.post("/predict", json={"rows": rows})
     assert response.status_code == 200, response.text
@@ -84,12 +89,8 @@ def test_predict_answers_with_predictions_probabilities_and_warnings(
     assert client.post("/predict", json={"instances": rows}).json()["predictions"] == body["predictions"]
 
 
-def test_probabilities_false_answers_labels_only_for_small_and_large_bodies(
-    client: TestClient, models: Any, eventually: Any
-) -> None:
-    models.register()
-    models.promote(1)
-    eventually(lambda: ready_version(client) == 1)
+@pytest.mark.usefixtures("serving")
+def test_probabilities_false_answers_labels_only_for_small_and_large_bodies(client: TestClient) -> None:
     many = [GOOD, {**GOOD, "hour": 3, "payment_type": "cash"}] * 1000  # over the inline size: predicted alone
     for rows in ([GOOD], many):
         full = client.post("/predict", json={"rows": rows}).json()
@@ -107,10 +108,8 @@ def test_probabilities_false_answers_labels_only_for_small_and_large_bodies(
     assert repeated.status_code == 200 and "probabilities" in repeated.json()
 
 
-def test_predict_takes_post_only(client: TestClient, models: Any, eventually: Any) -> None:
-    models.register()
-    models.promote(1)
-    eventually(lambda: ready_version(client) == 1)
+@pytest.mark.usefixtures("serving")
+def test_predict_takes_post_only(client: TestClient) -> None:
     for method in ("get", "put", "delete"):
         response = client.request(method.upper(), "/predict", json={"row": GOOD})
         assert response.status_code == 405, method
@@ -134,10 +133,8 @@ def test_a_root_path_set_by_a_proxy_is_not_part_of_the_routes(models: Any, regis
     assert 'mlops_requests_total{endpoint="/predict",status="200"} 1.0' in metrics
 
 
-def test_bad_requests_get_422_naming_every_field(client: TestClient, models: Any, eventually: Any) -> None:
-    models.register()
-    models.promote(1)
-    eventually(lambda: ready_version(client) == 1)
+@pytest.mark.usefixtures("serving")
+def test_bad_requests_get_422_naming_every_field(client: TestClient) -> None:
     rows = [GOOD, {"hour": 77, "passengers": "two", "fare": 1.0, "payment_type": "bitcoin", "foo": 1}]
     response = client.post("/predict", json={"rows": rows})
     assert response.status_code == 422
@@ -175,10 +172,8 @@ def test_the_row_limit_is_configurable(models: Any, eventually: Any) -> None:
     assert response.json()["detail"]["errors"] == ["too many rows: 3 > the limit of 2 per request"]
 
 
+@pytest.mark.usefixtures("serving")
 def test_follows_the_alias_without_restart(client: TestClient, models: Any, eventually: Any) -> None:
-    models.register()
-    models.promote(1)
-    eventually(lambda: ready_version(client) == 1)
     second = models.register()
     models.promote(2)
     eventually(lambda: ready_version(client) == 2, what="version 2 to be served")
@@ -186,12 +181,10 @@ def test_follows_the_alias_without_restart(client: TestClient, models: Any, even
     assert client.post("/predict", json={"row": GOOD}).json()["version"] == 2
 
 
+@pytest.mark.usefixtures("serving")
 def test_a_tampered_version_is_refused_and_the_old_one_keeps_serving(
     client: TestClient, models: Any, eventually: Any
 ) -> None:
-    models.register()
-    models.promote(1)
-    eventually(lambda: ready_version(client) == 1)
     tampered = models.register()
     models.artifact_path(tampered).write_bytes(b"someone else's bytes")
     models.promote(2)
@@ -315,12 +308,8 @@ def test_input_the_model_itself_rejects_is_a_422_not_a_500(models: Any, eventual
     assert 'mlops_request_errors_total{kind="validation"}' not in metrics
 
 
-def test_a_lone_surrogate_in_a_value_is_answered_with_422_at_every_size(
-    client: TestClient, models: Any, eventually: Any
-) -> None:
-    models.register()
-    models.promote(1)
-    eventually(lambda: ready_version(client) == 1)
+@pytest.mark.usefixtures("serving")
+def test_a_lone_surrogate_in_a_value_is_answered_with_422_at_every_size(client: TestClient) -> None:
     for rows in (1, 31, 40, 300):  # row by row, the vectorised check, and predicted on the event loop
         body = json.dumps({"rows": [{**GOOD, "payment_type": "\ud800"}] * rows})  # json.loads accepts it
         response = client.post("/predict", content=body, headers={"content-type": "application/json"})
