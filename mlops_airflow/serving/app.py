@@ -319,13 +319,8 @@ def _query(scope: Scope) -> dict[str, str]:
     return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
 
 
-def _check(loaded: LoadedModel, raw: bytes, max_rows: int) -> ParsedRows:
-    """Parse and validate one request body against the served model's schema (no frame yet)."""
-    return parse_body(raw, loaded.request_checker, max_rows=max_rows)
-
-
 def _check_and_predict(loaded: LoadedModel, raw: bytes, max_rows: int, probabilities: bool) -> tuple[ParsedRows, Any]:
-    parsed = _check(loaded, raw, max_rows)
+    parsed = parse_body(raw, loaded.request_checker, max_rows=max_rows)
     return parsed, (predict_parsed(loaded, parsed, probabilities=probabilities) if parsed.ok else None)
 
 
@@ -441,7 +436,7 @@ def create_app(
             errors = [f"probabilities: expected true or false, got {given!r}"]
             return 422, _encode({"detail": {"errors": errors, "warnings": []}}), headers
         if len(raw) <= _INLINE_BODY_BYTES:
-            parsed = _check(loaded, raw, max_rows)
+            parsed = parse_body(raw, loaded.request_checker, max_rows=max_rows)
             if not parsed.ok:
                 result: Any = None
             elif parsed.rows >= batcher.max_rows:  # nothing to share a batch with: no hop (see _INLINE_BODY_BYTES)

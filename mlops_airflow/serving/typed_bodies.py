@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from operator import attrgetter
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -109,16 +110,20 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
     dataframe_split: Any
 
 
+#: Decoders per served schema, built at its first request; gone with the model that held the schema.
+_BUILT: weakref.WeakKeyDictionary[SchemaChecker, dict[str, msgspec.json.Decoder[Any]]] = weakref.WeakKeyDictionary()
+
+
 def _decoders(checker: SchemaChecker) -> dict[str, msgspec.json.Decoder[Any]]:
     """The decoders of ``checker``'s schema by a body's first key, built once per schema; empty if it has no typed form."""
-    cached = checker.__dict__.get("_typed_decoders")
-    if cached is None:
+    built = _BUILT.get(checker)
+    if built is None:
         try:
-            cached = _build_decoders(checker.columns)
+            built = _build_decoders(checker.columns)
         except (TypeError, ValueError, ArithmeticError):  # bounds msgspec cannot hold (NaN, beyond floats)
-            cached = {}
-        checker.__dict__["_typed_decoders"] = cached
-    return cached  # type: ignore[no-any-return]
+            built = {}
+        _BUILT[checker] = built
+    return built
 
 
 def _build_decoders(columns: list[_ColumnChecker]) -> dict[str, msgspec.json.Decoder[Any]]:
@@ -130,16 +135,15 @@ def _build_decoders(columns: list[_ColumnChecker]) -> dict[str, msgspec.json.Dec
                               bases=(_Split,), forbid_unknown_fields=True)
     envelope = msgspec.defstruct("Envelope", [("dataframe_split", split)], bases=(_Envelope,), forbid_unknown_fields=True)
     # fields by position, renamed to the columns: a column name need not be a Python identifier
+    renamed = {f"c{index}": column.name for index, column in enumerate(columns)}
     record = msgspec.defstruct("Record", [(f"c{index}", kind) for index, kind in enumerate(types)],
-                               rename={f"c{index}": column.name for index, column in enumerate(columns)},
-                               forbid_unknown_fields=True)
+                               rename=renamed, forbid_unknown_fields=True)
     decoders: dict[str, msgspec.json.Decoder[Any]] = {
         "dataframe_split": msgspec.json.Decoder(envelope),
         "columns": msgspec.json.Decoder(split),
     }
     by_column = msgspec.defstruct("Columns", [(f"c{index}", list[kind]) for index, kind in enumerate(types)],  # type: ignore[valid-type]
-                                  rename={f"c{index}": column.name for index, column in enumerate(columns)},
-                                  forbid_unknown_fields=True)
+                                  rename=renamed, forbid_unknown_fields=True)
     for key in _RECORD_KEYS:
         held: Any = list[record] | by_column if key == "inputs" else list[record]  # type: ignore[valid-type]
         decoders[key] = msgspec.json.Decoder(msgspec.defstruct(f"Body_{key}", [(key, held)], forbid_unknown_fields=True))
@@ -147,7 +151,7 @@ def _build_decoders(columns: list[_ColumnChecker]) -> dict[str, msgspec.json.Dec
 
 
 def _value_type(column: _ColumnChecker) -> Any | None:
-    """The msgspec type that accepts exactly the values ``column.fast`` passes as they are; None if there is none."""
+    """The msgspec type of the values the row-by-row check accepts without a word; None if there is none."""
     if column.family == "integer" and column.allowed_numbers is None:
         low, high = _bounds(column)
         # beyond 2**53 the row-by-row check compares a rounded float(value): those values go that way
