@@ -8,11 +8,16 @@ whatever an attacker wrote into the file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.abc
+import importlib.machinery
 import logging
 import platform
+import sys
 import warnings
 from importlib import metadata
+from types import ModuleType
 from typing import Any, Literal
 
 from mlops_airflow.exceptions import UnsafeModelError
@@ -55,6 +60,13 @@ TRACKED_PACKAGES = ("scikit-learn", "skops", "numpy", "pandas")
 
 
 def runtime_versions() -> dict[str, str]:
+    """The versions of Python and :data:`TRACKED_PACKAGES` in this process."""
+    return dict(_runtime_versions())
+
+
+@functools.cache
+def _runtime_versions() -> dict[str, str]:
+    # read once: importlib.metadata parses each package's METADATA file on every call
     versions = {"python": platform.python_version()}
     for name in TRACKED_PACKAGES:
         try:
@@ -65,14 +77,33 @@ def runtime_versions() -> dict[str, str]:
 
 
 def dump_model(model: Any) -> bytes:
-    """The model in skops format, byte-for-byte the same for the same fitted model (see :func:`canonical_skops`)."""
-    import skops.io as sio
+    """The model in skops format, byte-for-byte the same for the same fitted model (see :func:`canonical_skops`).
 
-    return canonical_skops(sio.dumps(model))
+    skops' own ``dumps`` writes its schema with ``json.dumps(indent=2)``, which runs the
+    pure-Python encoder (about 80 ms for a default preprocessing pipeline, more than the
+    fit of a small model), and then :func:`canonical_skops` would parse and write it
+    again. Here skops' state walk fills a scratch archive and the canonical archive is
+    written once, with the C encoder.
+    """
+    import io
+    import zipfile
+
+    import skops
+
+    skops_io()
+    from skops.io._utils import SaveContext, get_state
+
+    scratch = zipfile.ZipFile(io.BytesIO(), "w")
+    context = SaveContext(zip_file=scratch)
+    state = get_state(model, context)
+    context.clear_memo()
+    state["protocol"] = context.protocol
+    state["_skops_version"] = skops.__version__
+    return _canonical_archive(state, scratch)
 
 
 def canonical_skops(data: bytes) -> bytes:
-    """``data`` with skops' per-process noise removed, so equal models give equal bytes and sha256.
+    """``data`` (a skops archive) with skops' per-process noise removed, so equal models give equal bytes.
 
     skops names array files and memo ids after ``id()`` of the objects and stamps the
     current time on each zip entry. A retried training task would then store a second,
@@ -84,7 +115,15 @@ def canonical_skops(data: bytes) -> bytes:
     import zipfile
 
     source = zipfile.ZipFile(io.BytesIO(data))
-    schema = json.loads(source.read("schema.json"))
+    return _canonical_archive(json.loads(source.read("schema.json")), source)
+
+
+def _canonical_archive(schema: dict[str, Any], source: Any) -> bytes:
+    """The archive of ``schema`` and the array files it names in ``source``, renumbered in order of appearance."""
+    import io
+    import json
+    import zipfile
+
     members = set(source.namelist()) - {"schema.json"}
     ids: dict[int, int] = {}
     files: dict[str, str] = {}
@@ -105,13 +144,92 @@ def canonical_skops(data: bytes) -> bytes:
     renumber(schema)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as target:
-        entries = [("schema.json", json.dumps(schema, indent=2).encode())]
+        # compact separators: no indent keeps json.dumps on its C encoder
+        entries = [("schema.json", json.dumps(schema, separators=(",", ":")).encode())]
         entries += [(files.get(name, name), source.read(name)) for name in sorted(members, key=lambda n: files.get(n, n))]
         for name, content in entries:
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             target.writestr(info, content)
     return out.getvalue()
+
+
+def skops_io() -> ModuleType:
+    """``skops.io``, imported so that it costs milliseconds and logs nothing in an Airflow process.
+
+    At import skops names every numpy and scipy ufunc with ``whichmodule``, which, for an
+    object without ``__module__``, calls ``getattr(module, name)`` on every loaded module.
+    In a task that is ~3,600 modules, among them Airflow's deprecation shims, whose module
+    ``__getattr__`` warns: ~2.5 s and ~1,160 ``DeprecatedImportWarning`` lines per task.
+    Before skops is first imported, a one-shot import hook replaces ``whichmodule`` in
+    ``skops.io._utils`` with :func:`_whichmodule`, which reads each module's ``__dict__``.
+    """
+    if "skops.io" not in sys.modules and not any(isinstance(f, _SkopsUtilsFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SkopsUtilsFinder())
+    import skops.io
+
+    return skops.io
+
+
+def _whichmodule(obj: Any, name: str) -> str:
+    """The first loaded module holding ``obj`` as ``name``, as skops' ``whichmodule`` finds it.
+
+    The same search in the same order, but through each module's namespace instead of
+    ``getattr``: no module ``__getattr__`` runs (lazy loaders, deprecation shims), so the
+    search neither imports nor warns. A name only such a hook provides is not found there;
+    the object's own home module, which defines it, still is.
+    """
+    module_name = getattr(obj, "__module__", None)
+    if module_name is not None:
+        return str(module_name)
+    for module_name, namespace in _namespaces():
+        if namespace.get(name) is obj:
+            return module_name
+    return "__main__"
+
+
+_NAMESPACES: tuple[int, list[tuple[str, dict[str, Any]]]] = (-1, [])
+
+
+def _namespaces() -> list[tuple[str, dict[str, Any]]]:
+    """Every loaded module's namespace in import order; rebuilt when modules come or go.
+
+    skops looks up ~800 names in a row while it imports; listing ~3,600 modules for each
+    lookup costs more than the lookups.
+    """
+    global _NAMESPACES
+    count, spaces = _NAMESPACES
+    if count != len(sys.modules):
+        spaces = [(name, vars(module)) for name, module in list(sys.modules.items())
+                  if module is not None and name not in ("__main__", "__mp_main__")
+                  and isinstance(getattr(module, "__dict__", None), dict)]
+        _NAMESPACES = (len(sys.modules), spaces)
+    return spaces
+
+
+class _SkopsUtilsFinder(importlib.abc.MetaPathFinder):
+    """Finds ``skops.io._utils`` as the path finder does, and puts :func:`_whichmodule` in it once it has run."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != "skops.io._utils":
+            return None
+        sys.meta_path.remove(self)  # one shot
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _PatchingLoader(spec.loader)
+        return spec
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.loader.exec_module(module)
+        module.whichmodule = _whichmodule  # type: ignore[attr-defined]
 
 
 def _minor(version: str) -> tuple[str, ...]:
@@ -148,8 +266,7 @@ def load_model(
             f"checksum mismatch: the manifest says sha256 {expected_sha256[:12]}…, the artifact is {actual[:12]}…; "
             "refusing to load a model that is not the one registered"
         )
-    import skops.io as sio
-
+    sio = skops_io()
     try:
         untrusted = set(sio.get_untrusted_types(data=data))
     except Exception as exc:  # skops raises several types for a file that is not a skops archive
