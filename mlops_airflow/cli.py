@@ -7,7 +7,7 @@
     mlops-airflow models gc NAME [--keep N] [--older-than DAYS] [--dry-run] [--json]
     mlops-airflow runs show NAME [--run-id ID] [--json]
     mlops-airflow gate override NAME --candidate SHA --reason TEXT [--by WHO] [--verdict ID]
-    mlops-airflow serve NAME [--alias champion | --version N [--expect-sha256 HEX]] [--host H] [--port P]
+    mlops-airflow serve [NAME ...] [--alias champion | --version N [--expect-sha256 HEX]] [--host H] [--port P]
                        [--workers N] [--token-file F] [--max-body-bytes B] [--skew-policy refuse|warn]
                        [--log-sample-rate R] ...   (each flag also from an environment variable)
     mlops-airflow init DAGS_FOLDER [--force]
@@ -193,16 +193,19 @@ def serve_config(args: argparse.Namespace) -> Any:
         merged.pop("version", None)
         merged.pop("expect_sha256", None)
     merged.update(given)
-    if args.name:
-        merged["model_name"] = args.name
-    if "model_name" not in merged:
-        raise ConfigError("serve needs a model name: give NAME or set MLOPS_AIRFLOW_MODEL_NAME")
+    names = list(args.names or [])
+    if len(names) == 1 and not set(names[0]) & set("*?["):  # one model: its own routes, loaded at start
+        merged.pop("models", None)
+        merged["model_name"] = names[0]
+    elif names:  # several names or patterns: every model they match, loaded on demand
+        merged.pop("model_name", None)
+        merged["models"] = tuple(names)
     return ServerConfig(registry_uri=args.registry or settings.registry_uri(), **merged)
 
 
 #: ``serve`` flags that map one to one onto ServerConfig fields (and so onto environment variables).
 _SERVE_SETTINGS = ("alias", "version", "expect_sha256", "host", "port", "workers", "threads", "poll_interval",
-                   "skew_policy",
+                   "skew_policy", "max_models", "memory_budget_mb", "load_timeout", "metrics_max_models",
                    "max_rows", "max_body_bytes", "token_file", "public_metrics", "log_sample_rate", "log_uri",
                    "log_flush_rows", "log_flush_seconds", "log_level")
 
@@ -219,7 +222,9 @@ def _add_serve_arguments(serve: argparse.ArgumentParser) -> None:
         else:
             add(option, type=convert, default=None, help=f"{help_text} (env {env})", **extra)
 
-    serve.add_argument("name", nargs="?", help="the model to serve (env MLOPS_AIRFLOW_MODEL_NAME)")
+    serve.add_argument("names", nargs="*", metavar="NAME",
+                       help="one model (env MLOPS_AIRFLOW_MODEL_NAME), or several names / glob patterns "
+                            "(env MLOPS_AIRFLOW_SERVER_MODELS, comma separated); none: every model of the registry")
     which = serve.add_mutually_exclusive_group()
     flag("alias", str, "the alias to follow (default champion)", add=which.add_argument)
     flag("version", int, "serve exactly this version, never following an alias", add=which.add_argument)
@@ -240,6 +245,11 @@ def _add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     flag("log_flush_rows", int, "write the prediction log when this many rows wait (default 1000)")
     flag("log_flush_seconds", float, "... or after this many seconds (default 10)")
     flag("log_level", str, "log level (default info)", choices=["critical", "error", "warning", "info", "debug"])
+    flag("max_models", int, "many models: at most this many loaded at once, least recently used evicted (default 1000)")
+    flag("memory_budget_mb", float, "many models: estimated model memory per worker at most (default: half the "
+                                    "memory available)")
+    flag("load_timeout", float, "seconds a request waits for its model to load, else 503 (default 30)")
+    flag("metrics_max_models", int, "per-model metric series for at most this many models (default 100)")
 
 
 def cmd_suite_infer(args: argparse.Namespace) -> int:

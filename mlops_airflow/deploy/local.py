@@ -2,6 +2,8 @@
 
 Deploying to it means moving the registry alias (the deploy stage does that) and then
 waiting until the server, which follows the alias, reports the new version and checksum.
+One server serves every model (``mlops-airflow serve``), so any model deploys to it: the
+target asks for the model by name (``/models/<name>/metadata``), which also loads it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,23 @@ import httpx
 
 from mlops_airflow.exceptions import DeployError
 from mlops_airflow.records import json_scalar
+from mlops_airflow.serving.paths import model_url
 
 
 def bearer_header(token: str | None) -> dict[str, str]:
     """``{"Authorization": "Bearer <token>"}``, or no header without a token (the one place it is built)."""
     return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+#: What :meth:`LocalServerTarget._judge` says of a server with no per-model routes.
+_LEGACY = "legacy"
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail"))
+    except (ValueError, AttributeError):
+        return _body_text(response)
 
 
 def _body_text(response: httpx.Response, limit: int = 2000) -> str:
@@ -55,6 +69,7 @@ class LocalServerTarget:
         # No I/O here: httpx.Client connects lazily, on the first request.
         self.client = client if client is not None else httpx.Client(timeout=10.0)
         self._model_name: str | None = None
+        self._legacy = False  # the server has no per-model routes (found by wait_for_version)
         if token is None:
             from mlops_airflow import settings
 
@@ -75,9 +90,8 @@ class LocalServerTarget:
         self.close()
 
     def _unreachable(self, exc: Exception) -> str:
-        model = self._model_name or "<model>"
         return (
-            f"no model server answering at {self.base_url}: start it with `mlops-airflow serve {model}` "
+            f"no model server answering at {self.base_url}: start it with `mlops-airflow serve` "
             f"({type(exc).__name__}: {exc})"
         )
 
@@ -90,7 +104,7 @@ class LocalServerTarget:
         version (e.g. a checksum mismatch on its side).
         """
         self._model_name = model_name
-        url = f"{self.base_url}/metadata"
+        url = model_url(self.base_url, model_name, "metadata")
         want = f"{model_name} version {version} (sha256 {sha256[:12]}…)"
         deadline = time.monotonic() + self.timeout
         last_seen = "nothing yet"
@@ -101,6 +115,10 @@ class LocalServerTarget:
                 last_seen = self._unreachable(exc)
             else:
                 seen = self._judge(response, model_name, version, sha256)
+                if seen == _LEGACY:  # a server from before many models: its one model at /metadata
+                    url, self._legacy = f"{self.base_url}/metadata", True
+                    last_seen = "a server of one model, at /metadata"
+                    continue
                 if seen is None:
                     return dict(response.json())
                 last_seen = seen
@@ -121,13 +139,19 @@ class LocalServerTarget:
             except (ValueError, AttributeError):
                 reason = _body_text(response)
             return f"the server has no model loaded: {reason}"
+        if response.status_code == 404:
+            detail = _detail(response)
+            if detail == "Not Found":  # no such route, not "no such model"
+                return _LEGACY
+            raise DeployError(f"the model server at {self.base_url} does not serve {model_name!r}: {detail}")
         if response.status_code != 200:
-            return f"GET /metadata answered {response.status_code}: {_body_text(response)}"
+            return f"GET {response.request.url.path} answered {response.status_code}: {_body_text(response)}"
         try:
             meta = response.json()
             served_model, served_version, served_sha = meta["model_name"], meta["version"], meta["sha256"]
         except (ValueError, KeyError, TypeError):
-            return f"GET /metadata answered something that is not server metadata: {_body_text(response)}"
+            return (f"GET {response.request.url.path} answered something that is not server metadata: "
+                    f"{_body_text(response)}")
         if served_model != model_name:
             raise DeployError(
                 f"the model server at {self.base_url} serves {served_model!r}, not {model_name!r}: "
@@ -152,7 +176,10 @@ class LocalServerTarget:
     def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """``POST /predict`` with ``rows`` (records); the server's answer, or DeployError with its body."""
         body = {"rows": [{str(key): json_scalar(value) for key, value in row.items()} for row in rows]}
-        url = f"{self.base_url}/predict"
+        if self._model_name and not self._legacy:
+            url = model_url(self.base_url, self._model_name, "predict")
+        else:
+            url = f"{self.base_url}/predict"
         try:
             response = self.client.post(
                 url,

@@ -1,44 +1,52 @@
-"""The model server: serves the version an alias names, and follows the alias without a restart.
+"""The model server: one model (``mlops-airflow serve NAME``) or every model of the registry, by name.
 
-A background thread polls the registry alias. When it names another version than the one
-loaded, the thread loads that version with the deploy stage's own loader (checksum,
-trusted types, skew policy, schema) and then swaps one reference; a request reads that
-reference once, so it is answered entirely by one model. A version that fails to load
-is refused and the previous model keeps serving; ``/ready`` and ``/metadata`` say why.
-Pinned (``version=N``, what a Kubernetes Deployment runs) it loads that version once,
-checks it against ``expect_sha256`` if given, and never follows an alias.
+The models live in a :class:`~mlops_airflow.serving.pool.ModelPool`: loaded on their first
+request (a single-model server loads its one model at start), kept in step with their
+aliases by a background poller, swapped by one reference assignment, evicted least
+recently used beyond the budget, refused one by one. A request reads its model's
+reference once, so it is answered entirely by one model.
 
-Endpoints::
+Endpoints (paths: :mod:`~mlops_airflow.serving.paths`)::
 
-    GET  /health    200 while the process lives
-    GET  /ready     200 {status: "ready", model_name, alias, version, sha256, loaded_at, last_error, ...}
-                    503 {status: "waiting" | "failed", reason, last_error, ...} while nothing is loaded
-    GET  /metadata  200 {model_name, alias, version, sha256, task_type, feature_schema, classes,
-                         loaded_at, load_warnings, last_error, refused_version}; 503 {detail: {...}}
-    GET  /metrics   Prometheus text format (see :mod:`mlops_airflow.serving.metrics`)
-    POST /predict   200 {model_name, version, predictions, [probabilities, classes], warnings}
-                    422 {detail: {errors: [...], warnings: [...]}}; 503 {detail: {...}}
-                    401 without the bearer token (when one is set), 413 over the body limit
+    GET  /health                200 while the process lives
+    GET  /ready                 one model: 200 {status: "ready", model_name, version, sha256, ...},
+                                503 {status: "waiting" | "failed", reason, ...}; many: 200 once started
+    GET  /metadata, POST /predict   a single-model server's own routes (as before: unchanged)
+    GET  /metrics               Prometheus text format (see :mod:`mlops_airflow.serving.metrics`)
+    GET  /models                what is loaded, the budget, models waiting or refused
+    GET  /models/{name}/metadata    200 {model_name, alias, version, sha256, task_type, feature_schema, ...}
+    GET  /models/{name}/ready       200 / 503 as /ready, for that model
+    POST /models/{name}/predict     200 {model_name, version, predictions, [probabilities, classes], warnings}
+                                    422 {detail: {errors, warnings}}; 503 {detail: {...}}
+    Open Inference Protocol (V2), as KServe, MLServer and Triton speak it (see :mod:`~mlops_airflow.serving.v2`):
+    GET  /v2, /v2/health/live, /v2/health/ready
+    GET  /v2/models/{name}[/versions/{v}], /v2/models/{name}[/versions/{v}]/ready
+    POST /v2/models/{name}[/versions/{v}]/infer     errors as {"error": "..."}
+
+A model the server does not serve answers 404 naming it; one waiting for its alias,
+refused or still loading answers 503 saying which and why. Requests that report versions
+(metadata, readiness) read the model's alias first if it was last read more than a
+quarter of a second ago, so a deploy sees its version at once.
 
 The answer carries ``X-Request-ID`` (the client's, if it sent a usable one); the
 prediction log records it. A request is parsed and validated on the event loop (in the
 thread pool when its body is large), then predicted by the
 :class:`~mlops_airflow.serving.predict.MicroBatcher` together with the requests that queued
-up meanwhile (one too big to share a batch is predicted where it was parsed). Auth, the body limit and request metrics live in
-:mod:`~mlops_airflow.serving.middleware`.
+up meanwhile (one too big to share a batch is predicted where it was parsed). Auth, the
+body limit and request metrics live in :mod:`~mlops_airflow.serving.middleware`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import re
-import threading
+import time
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -47,27 +55,29 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from mlops_airflow.exceptions import DeployError, RegistryError, UnsafeModelError
+from mlops_airflow.exceptions import ModelNotFound
 from mlops_airflow.serving.config import DEFAULT_MAX_BODY_BYTES
-from mlops_airflow.serving.loading import LoadedModel, load_manifest_model
 from mlops_airflow.serving.metrics import ServerMetrics, worker_exited
 from mlops_airflow.serving.middleware import GuardMiddleware
+from mlops_airflow.serving.paths import model_route
+from mlops_airflow.serving.pool import DEFAULT_MAX_MODELS, FRESH_AFTER, ModelPool, ModelSlot
 from mlops_airflow.serving.predict import MicroBatcher, predict_parsed
 from mlops_airflow.serving.requests import DEFAULT_MAX_ROWS, ParsedRows
 from mlops_airflow.serving.typed_bodies import parse_body
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from mlops_airflow.persistence import SkewPolicy
     from mlops_airflow.registry.registry import ModelRegistry
+    from mlops_airflow.serving.loading import LoadedModel
     from mlops_airflow.serving.logs import PredictionLogger
-    from mlops_airflow.serving.middleware import Scope
+    from mlops_airflow.serving.middleware import BodyEndpoint, Scope
+
+__all__ = ["ModelSlot", "create_app"]
 
 log = logging.getLogger(__name__)
 
-#: Errors that loading the same version again cannot fix: the version is refused until the alias moves.
-_REFUSALS = (UnsafeModelError, DeployError, RegistryError)
 #: Bodies up to this size are parsed and validated on the event loop: a thread hop costs more
 #: than the work. One too big to share a batch (rows >= the batcher's) is predicted there too,
 #: which blocks the loop for about as long as a 1,000-row predict (~10-15 ms here): a hop to the
@@ -75,225 +85,8 @@ _REFUSALS = (UnsafeModelError, DeployError, RegistryError)
 #: nothing. Bigger bodies go to the thread pool, so that probes stay answered meanwhile.
 _INLINE_BODY_BYTES = 64 * 1024
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class _Refusal:
-    version: int
-    moved_at: str | None
-
-
-class ModelSlot:
-    """The model being served, and the thread that keeps it in step with the registry alias.
-
-    ``current`` is replaced, never mutated: readers take the reference once and use that.
-    """
-
-    def __init__(
-        self,
-        registry: ModelRegistry,
-        model_name: str,
-        alias: str,
-        *,
-        poll_interval: float,
-        skew_policy: SkewPolicy,
-        version: int | None = None,
-        expect_sha256: str | None = None,
-        metrics: ServerMetrics | None = None,
-    ) -> None:
-        self.registry = registry
-        self.model_name = model_name
-        self.alias = alias
-        self.poll_interval = poll_interval
-        self.skew_policy: SkewPolicy = skew_policy
-        #: Pinned: serve exactly this version and never follow the alias.
-        self.pinned_version = version
-        self.expect_sha256 = expect_sha256
-        self.metrics = metrics
-        self.current: LoadedModel | None = None
-        if version is not None:
-            self.waiting_reason = f"loading the pinned version {model_name} version {version}"
-        else:
-            self.waiting_reason = f"waiting for the alias {model_name}@{alias} to be read from the registry"
-        self.last_error: str | None = None
-        self.last_error_at: str | None = None
-        self._refused: _Refusal | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    # -- the loader thread -------------------------------------------------------
-    def start(self) -> None:
-        if self.pinned_version is not None:
-            log.info(
-                "model loader: serving %s version %s (pinned) from %s",
-                self.model_name,
-                self.pinned_version,
-                self.registry.store.uri,
-            )
-        else:
-            log.info(
-                "model loader: following %s@%s in %s, every %gs",
-                self.model_name,
-                self.alias,
-                self.registry.store.uri,
-                self.poll_interval,
-            )
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="mlops-model-loader", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.poll_once()
-            except Exception:  # the loop must outlive any surprise; poll_once records what it can
-                log.exception(
-                    "model loader: unexpected error while polling %s@%s", self.model_name, self.alias
-                )
-            if self._stop.wait(self.poll_interval):
-                return
-
-    def _fail(self, message: str, level: int = logging.WARNING) -> None:
-        if message != self.last_error:  # an outage fails every poll: log it once, not every second
-            log.log(level, "model loader: %s", message)
-        self.last_error = message
-        self.last_error_at = _now()
-
-    def poll_once(self) -> None:
-        """Read the alias once and load the version it names if that is not the one served."""
-        if self.pinned_version is not None:
-            with self._lock:
-                # once loaded or refused there is nothing to follow; a transient failure is retried
-                if self.current is None and self._refused is None:
-                    self._load(self.pinned_version, {"version": self.pinned_version, "moved_at": None})
-            return
-        with self._lock:
-            try:
-                record = self.registry.get_alias(self.model_name, self.alias)
-            except Exception as exc:  # a store outage: keep serving, say so, try again next poll
-                self._fail(f"cannot read {self.model_name}@{self.alias} from the registry: {exc}")
-                return
-            current = self.current
-            if record is None:
-                alias, store = f"{self.model_name}@{self.alias}", self.registry.store.uri
-                if current is None:
-                    reason = f"the alias {alias} does not exist yet in {store}"
-                    if reason not in self.waiting_reason:  # log once, not on every poll
-                        log.info("model loader: %s; waiting", reason)
-                    self.waiting_reason = f"waiting for a model: {reason}"
-                    self.last_error = self.last_error_at = None
-                    self._refused = None
-                else:
-                    self._fail(
-                        f"the alias {alias} no longer exists in {store}; still serving version {current.version}"
-                    )
-                return
-            version = int(record["version"])
-            if current is not None and current.version == version:
-                # e.g. a deploy rolled the alias back to what is served: nothing is wrong any more
-                self.last_error = self.last_error_at = None
-                self._refused = None
-                return
-            refused = self._refused
-            if refused is not None and (refused.version, refused.moved_at) == (
-                version,
-                record.get("moved_at"),
-            ):
-                return  # already refused this very alias state; it cannot load better now
-            self._load(version, record)
-
-    def _load(self, version: int, record: dict[str, Any]) -> None:
-        current = self.current
-        log.info(
-            "model loader: loading %s version %s (%s@%s)",
-            self.model_name,
-            version,
-            self.model_name,
-            self.alias,
-        )
-        try:
-            manifest = self.registry.get_version(self.model_name, version)
-            self._check_expected_sha(manifest)
-            loaded = load_manifest_model(self.registry, manifest, skew_policy=self.skew_policy)
-        except _REFUSALS as exc:
-            keeps = f"; still serving version {current.version}" if current else ""
-            self._fail(f"refused version {version}: {exc}{keeps}", logging.ERROR)
-            self._refused = _Refusal(version, record.get("moved_at"))
-            if self.metrics is not None:
-                self.metrics.refused()
-            return
-        except Exception as exc:  # storage hiccups and the like: retried on the next poll
-            keeps = f"; still serving version {current.version}" if current else ""
-            self._fail(f"could not load version {version}, will retry: {type(exc).__name__}: {exc}{keeps}")
-            return
-        self.current = loaded  # the swap: one reference assignment, atomic for readers
-        self.last_error = self.last_error_at = None
-        self._refused = None
-        if self.metrics is not None:
-            self.metrics.swapped(current, loaded, self.alias_label)
-        for line in loaded.load_warnings:
-            log.warning("model loader: %s version %s: %s", self.model_name, version, line)
-        log.info(
-            "model loader: now serving %s version %s (sha256 %s)",
-            self.model_name,
-            version,
-            loaded.sha256[:12],
-        )
-
-    def _check_expected_sha(self, manifest: dict[str, Any]) -> None:
-        expected = self.expect_sha256
-        if expected is not None and manifest.get("sha256") != expected:
-            raise UnsafeModelError(
-                f"{self.model_name} version {manifest.get('version')} has sha256 {str(manifest.get('sha256'))[:12]}…, "
-                f"but {expected[:12]}… was expected: refusing to serve another model than the one deployed"
-            )
-
-    # -- what the endpoints report -----------------------------------------------
-    @property
-    def alias_label(self) -> str:
-        """The alias followed; empty when pinned to a version."""
-        return "" if self.pinned_version is not None else self.alias
-
-    @property
-    def refused_version(self) -> int | None:
-        refused = self._refused
-        return refused.version if refused else None
-
-    def status(self) -> dict[str, Any]:
-        """The body of ``/ready``: the same keys whether or not a model is loaded."""
-        current = self.current
-        body: dict[str, Any] = {
-            "model_name": self.model_name,
-            "alias": self.alias_label or None,
-            "pinned": self.pinned_version is not None,
-            "version": current.version if current else self.pinned_version,
-            "sha256": current.sha256 if current else self.expect_sha256,
-            "loaded_at": current.loaded_at if current else None,
-            "last_error": self.last_error,
-            "last_error_at": self.last_error_at,
-            "refused_version": self.refused_version,
-            "worker_pid": os.getpid(),  # with --workers N, which process answered
-        }
-        if current is not None:
-            return {"status": "ready", **body}
-        if self.last_error is not None:
-            return {"status": "failed", "reason": self.last_error, **body}
-        return {"status": "waiting", "reason": self.waiting_reason, **body}
-
-
-def _not_ready(slot: ModelSlot) -> JSONResponse:
-    return JSONResponse(status_code=503, content={"detail": slot.status()})
+#: (status, JSON body, extra headers): what a POST endpoint answers.
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 
 
 def _encode(body: Any) -> bytes:
@@ -314,24 +107,58 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return str(value.decode("latin-1"))
+    return None
+
+
 def _query(scope: Scope) -> dict[str, str]:
     """The query string's parameters (the last of repeated ones), decoded as Starlette decodes them."""
     return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
 
 
-def _check_and_predict(loaded: LoadedModel, raw: bytes, max_rows: int, probabilities: bool) -> tuple[ParsedRows, Any]:
-    parsed = parse_body(raw, loaded.request_checker, max_rows=max_rows)
+def _v2() -> Any:
+    from mlops_airflow.serving import v2
+
+    return v2
+
+
+def _check_and_predict(loaded: LoadedModel, parse: Callable[[], ParsedRows], probabilities: bool) -> tuple[ParsedRows, Any]:
+    parsed = parse()
     return parsed, (predict_parsed(loaded, parsed, probabilities=probabilities) if parsed.ok else None)
 
 
 _FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
+def metadata_of(slot: ModelSlot, loaded: LoadedModel) -> dict[str, Any]:
+    """What ``/metadata`` and ``/models/{name}/metadata`` answer for a loaded model."""
+    return {
+        "model_name": loaded.model_name,
+        "alias": slot.alias_label or None,
+        "pinned": slot.pinned_version is not None,
+        "version": loaded.version,
+        "sha256": loaded.sha256,
+        "task_type": loaded.task_type,
+        "feature_schema": loaded.feature_schema,
+        "classes": loaded.classes,
+        "metrics": loaded.manifest.get("metrics"),
+        "registered_at": loaded.manifest.get("registered_at"),
+        "loaded_at": loaded.loaded_at,
+        "load_warnings": loaded.load_warnings,
+        "last_error": slot.last_error,
+        "refused_version": slot.refused_version,
+    }
+
+
 def create_app(
     registry: ModelRegistry,
-    model_name: str,
+    model_name: str | None = None,
     alias: str = "champion",
     *,
+    models: Sequence[str] = (),
     poll_interval: float = 1.0,
     skew_policy: SkewPolicy = "warn",
     max_rows: int = DEFAULT_MAX_ROWS,
@@ -342,40 +169,77 @@ def create_app(
     public_metrics: bool = False,
     metrics: ServerMetrics | None = None,
     prediction_logger: PredictionLogger | None = None,
+    max_models: int = DEFAULT_MAX_MODELS,
+    memory_budget_bytes: int | None = None,
+    load_timeout: float = 30.0,
 ) -> FastAPI:
-    """A FastAPI app serving ``model_name@alias`` from ``registry``, or exactly ``version`` when given.
+    """A FastAPI app serving ``model_name@alias`` from ``registry`` (exactly ``version`` when given),
+    or, without ``model_name``, every model whose name matches one of ``models`` (glob patterns; none: all).
 
-    The loader thread (and the prediction logger's flush thread) run for the app's
-    lifespan: start the app with a server, or a ``TestClient`` used as a context manager.
-    ``app.state.slot`` is the :class:`ModelSlot`, ``app.state.metrics`` the
-    :class:`~mlops_airflow.serving.metrics.ServerMetrics`. ``token`` set: every endpoint
-    but ``/health`` and ``/ready`` (and ``/metrics`` with ``public_metrics``) needs it.
+    The pool's poller and loaders (and the prediction logger's flush thread) run for the
+    app's lifespan: start the app with a server, or a ``TestClient`` used as a context
+    manager. ``app.state.pool`` is the :class:`~mlops_airflow.serving.pool.ModelPool`,
+    ``app.state.slot`` the one model's slot (single-model servers), ``app.state.metrics``
+    the :class:`~mlops_airflow.serving.metrics.ServerMetrics`. ``token`` set: every endpoint
+    but the probes (and ``/metrics`` with ``public_metrics``) needs it. ``load_timeout``:
+    how long a request waits for its model to load before it is answered 503.
     """
-    metrics = metrics or ServerMetrics()
-    slot = ModelSlot(registry, model_name, alias, poll_interval=poll_interval, skew_policy=skew_policy,
-                     version=version, expect_sha256=expect_sha256, metrics=metrics)
+    single = model_name is not None
+    metrics = metrics or ServerMetrics(per_version=single)
+    pool = ModelPool(registry, model_name=model_name, patterns=models, alias=alias, poll_interval=poll_interval,
+                     skew_policy=skew_policy, version=version, expect_sha256=expect_sha256, max_models=max_models,
+                     memory_budget_bytes=memory_budget_bytes, metrics=metrics)
     logger = prediction_logger
     batcher = MicroBatcher()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        slot.start()
+        pool.start()
         batcher.start()
         if logger is not None:
             logger.start()
         try:
             yield
         finally:
-            slot.stop()
+            pool.stop()
             batcher.stop()
             if logger is not None:
                 logger.stop()
             worker_exited(os.getpid())
 
-    title = f"{model_name} version {version}" if version is not None else f"{model_name}@{alias}"
+    if single:
+        title = f"{model_name} version {version}" if version is not None else f"{model_name}@{alias}"
+    else:
+        title = f"models {', '.join(models) or '*'}@{alias}"
     app = FastAPI(title=f"mlops-airflow model server: {title}", lifespan=lifespan)
-    app.state.slot = slot
+    app.state.pool = pool
+    app.state.slot = pool.slot(model_name) if model_name is not None else None
     app.state.metrics = metrics
+
+    async def acquire(name: str, *, fresh: bool = False) -> ModelSlot:
+        """The slot of ``name``, its model loaded if it can be (waiting up to ``load_timeout``).
+
+        ``fresh``: read the alias again if it was last read more than FRESH_AFTER ago.
+        Raises :class:`ModelNotFound` for a name this server does not serve.
+        """
+        slot = pool.slot(name)
+        slot.last_used = time.monotonic()
+        wanted = slot.current is None or fresh
+        pending = slot.pending
+        if wanted and (pending is None or pending.done()) and time.monotonic() - slot.last_polled > FRESH_AFTER:
+            pending = pool.refresh(slot)
+        if wanted and pending is not None and not pending.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(pending)), load_timeout)
+            except TimeoutError:
+                pass  # still loading: the slot's status says so
+        if slot.unknown:
+            raise ModelNotFound(pool.not_served(name))
+        return slot
+
+    def not_found(exc: ModelNotFound, *, v2_route: bool) -> JSONResponse:
+        content = {"error": str(exc)} if v2_route else {"detail": str(exc)}
+        return JSONResponse(status_code=404, content=content)
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -384,7 +248,10 @@ def create_app(
 
     @app.get("/ready")
     def ready() -> JSONResponse:
-        """Readiness: 200 once a model is loaded, 503 with the reason until then."""
+        """Readiness: one model: 200 once it is loaded, 503 with the reason until then; many: 200 once started."""
+        slot = app.state.slot
+        if slot is None:
+            return JSONResponse({"status": "ready", "models_loaded": len(pool.loaded()), "worker_pid": os.getpid()})
         body = slot.status()
         return JSONResponse(status_code=200 if body["status"] == "ready" else 503, content=body)
 
@@ -397,31 +264,132 @@ def create_app(
     @app.get("/metadata")
     def metadata() -> Any:
         """What is served: the version, its checksum and the feature schema requests are checked against."""
+        slot = app.state.slot
+        if slot is None:
+            return JSONResponse(status_code=404, content={"detail": "this server serves many models: "
+                                                                   "GET /models/{name}/metadata"})
         current = slot.current
         if current is None:
-            return _not_ready(slot)
-        return {
-            "model_name": current.model_name,
-            "alias": slot.alias_label or None,
-            "pinned": slot.pinned_version is not None,
-            "version": current.version,
-            "sha256": current.sha256,
-            "task_type": current.task_type,
-            "feature_schema": current.feature_schema,
-            "classes": current.classes,
-            "metrics": current.manifest.get("metrics"),
-            "registered_at": current.manifest.get("registered_at"),
-            "loaded_at": current.loaded_at,
-            "load_warnings": current.load_warnings,
-            "last_error": slot.last_error,
-            "refused_version": slot.refused_version,
-        }
+            return JSONResponse(status_code=503, content={"detail": slot.status()})
+        return metadata_of(slot, current)
 
-    async def predict(scope: Scope, raw: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        """``POST /predict``, answered by GuardMiddleware with the body it read (see its module).
+    @app.get("/models")
+    def listing() -> dict[str, Any]:
+        """The models loaded (most recently used first), the budget, and models waiting or refused."""
+        return pool.status()
 
-        Validate the rows against the served model's schema, then predict with that same model.
-        """
+    @app.get("/models/{name}/metadata")
+    async def model_metadata(name: str) -> Any:
+        """``/metadata`` for one model; loads it if it is not loaded."""
+        try:
+            slot = await acquire(name, fresh=True)
+        except ModelNotFound as exc:
+            return not_found(exc, v2_route=False)
+        current = slot.current
+        if current is None:
+            return JSONResponse(status_code=503, content={"detail": slot.status()})
+        return metadata_of(slot, current)
+
+    @app.get("/models/{name}/ready")
+    async def model_ready(name: str) -> JSONResponse:
+        """``/ready`` for one model; loads it if it is not loaded."""
+        try:
+            slot = await acquire(name, fresh=True)
+        except ModelNotFound as exc:
+            return not_found(exc, v2_route=False)
+        body = slot.status()
+        return JSONResponse(status_code=200 if body["status"] == "ready" else 503, content=body)
+
+    # -- Open Inference Protocol (V2) --------------------------------------------------
+    @app.get("/v2")
+    def v2_server() -> dict[str, Any]:
+        """Server metadata (V2)."""
+        return _v2().server_metadata()
+
+    @app.get("/v2/health/live")
+    def v2_live() -> dict[str, bool]:
+        """Server liveness (V2)."""
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    def v2_ready() -> JSONResponse:
+        """Server readiness (V2): a single-model server once its model is loaded, else once started."""
+        slot = app.state.slot
+        ok = slot is None or slot.current is not None
+        return JSONResponse(status_code=200 if ok else 503, content={"ready": ok})
+
+    async def v2_model(name: str, version: str | None) -> tuple[ModelSlot | None, JSONResponse | None]:
+        """The slot of a V2 model route with its model loaded, or the error answer."""
+        try:
+            slot = await acquire(name, fresh=True)
+        except ModelNotFound as exc:
+            return None, not_found(exc, v2_route=True)
+        current = slot.current
+        if current is None:
+            reason = slot.status().get("reason") or "not loaded"
+            return None, JSONResponse(status_code=400, content={"error": f"model {name!r} is not ready: {reason}"})
+        if version is not None and version != str(current.version):
+            message = f"{name} serves version {current.version}, not version {version[:20]!r}"
+            return None, JSONResponse(status_code=404, content={"error": message})
+        return slot, None
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def v2_metadata(name: str, version: str | None = None) -> Any:
+        """Model metadata (V2): inputs as one tensor per feature column, outputs predict / predict_proba."""
+        slot, refusal = await v2_model(name, version)
+        if refusal is not None or slot is None:
+            return refusal
+        loaded = slot.current
+        assert loaded is not None
+        return _v2().model_metadata(loaded.model_name, [loaded.version], loaded.feature_schema, loaded.task_type,
+                                 loaded.classes)
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def v2_model_ready(name: str, version: str | None = None) -> JSONResponse:
+        """Model readiness (V2): 200 when ready, 400 (a 4xx, as the protocol asks) when not, 404 unknown."""
+        slot, refusal = await v2_model(name, version)
+        if refusal is not None or slot is None:
+            assert refusal is not None
+            return refusal
+        return JSONResponse({"name": name, "ready": True})
+
+    # -- the hot path: answered by the middleware with the body it read -------------------
+    async def run_model(loaded: LoadedModel, raw: bytes, parse: Callable[[], ParsedRows],
+                        probabilities: bool) -> tuple[ParsedRows, Any]:
+        """Check the rows and predict them with ``loaded``: in the batcher, on the loop or in the thread pool."""
+        if len(raw) > _INLINE_BODY_BYTES:  # big enough to predict alone: one trip to the thread pool for all of it
+            return await run_in_threadpool(_check_and_predict, loaded, parse, probabilities)
+        parsed = parse()
+        if not parsed.ok:
+            return parsed, None
+        if parsed.rows >= batcher.max_rows:  # nothing to share a batch with: no hop (see _INLINE_BODY_BYTES)
+            return parsed, predict_parsed(loaded, parsed, probabilities=probabilities)
+        return parsed, await batcher.predict(loaded, parsed, probabilities=probabilities)
+
+    def failure(loaded: LoadedModel, parsed: ParsedRows, result: Any) -> tuple[int, str, str] | None:
+        """(status, error kind, message) when the rows or the model failed; None on success."""
+        if not parsed.ok:
+            return 422, "validation", "; ".join(parsed.errors)
+        if isinstance(result, (ValueError, TypeError)):
+            # scikit-learn signals input it cannot handle with ValueError / TypeError
+            return 422, "model", f"the model rejected the rows: {result}"
+        if isinstance(result, Exception):
+            log.error("predict: %s version %s failed", loaded.model_name, loaded.version, exc_info=result)
+            return 500, "internal", (f"{loaded.model_name} version {loaded.version} failed to predict: "
+                                     f"{type(result).__name__}: {result}")
+        return None
+
+    def answered(loaded: LoadedModel, parsed: ParsedRows, result: dict[str, Any], request_id: str) -> None:
+        metrics.predicted(loaded, result["predictions"])
+        if logger is not None:
+            logger.offer(model_name=loaded.model_name, version=loaded.version, request_id=request_id,
+                         values=parsed.values, predictions=result["predictions"],
+                         probabilities=result.get("probabilities"), classes=result.get("classes"))
+
+    async def predict(slot: ModelSlot, scope: Scope, raw: bytes) -> Answer:
+        """Our ``POST /predict`` for ``slot``: validate the rows against its schema, then predict with that model."""
         loaded = slot.current  # read once: the whole request is answered by this model
         if loaded is None:
             metrics.error("not_ready")
@@ -435,49 +403,103 @@ def create_app(
             metrics.error("validation")
             errors = [f"probabilities: expected true or false, got {given!r}"]
             return 422, _encode({"detail": {"errors": errors, "warnings": []}}), headers
-        if len(raw) <= _INLINE_BODY_BYTES:
-            parsed = parse_body(raw, loaded.request_checker, max_rows=max_rows)
-            if not parsed.ok:
-                result: Any = None
-            elif parsed.rows >= batcher.max_rows:  # nothing to share a batch with: no hop (see _INLINE_BODY_BYTES)
-                result = predict_parsed(loaded, parsed, probabilities=probabilities)
-            else:
-                result = await batcher.predict(loaded, parsed, probabilities=probabilities)
-        else:  # big enough to predict alone: one trip to the thread pool for all of it
-            parsed, result = await run_in_threadpool(_check_and_predict, loaded, raw, max_rows, probabilities)
+        parsed, result = await run_model(loaded, raw, partial(parse_body, raw, loaded.request_checker,
+                                                              max_rows=max_rows), probabilities)
         if parsed.warning_fields:
             metrics.warned(parsed.warning_fields)
-        if not parsed.ok:
-            metrics.error("validation")
-            return 422, _encode({"detail": {"errors": parsed.errors, "warnings": parsed.warnings}}), headers
-        if isinstance(result, (ValueError, TypeError)):
-            # scikit-learn signals input it cannot handle with ValueError / TypeError
-            metrics.error("model")
-            errors = [f"the model rejected the rows: {result}"]
-            return 422, _encode({"detail": {"errors": errors, "warnings": parsed.warnings}}), headers
-        if isinstance(result, Exception):
-            metrics.error("internal")
-            log.error("predict: %s version %s failed", loaded.model_name, loaded.version, exc_info=result)
-            message = f"{loaded.model_name} version {loaded.version} failed to predict: {type(result).__name__}: {result}"
-            return 500, _encode({"detail": message}), headers
-        metrics.predicted(loaded, result["predictions"])
-        if logger is not None:
-            logger.offer(version=loaded.version, request_id=request_id, values=parsed.values,
-                         predictions=result["predictions"], probabilities=result.get("probabilities"),
-                         classes=result.get("classes"))
+        failed = failure(loaded, parsed, result)
+        if failed is not None:
+            status, kind, message = failed
+            metrics.error(kind)
+            if kind == "validation":
+                return status, _encode({"detail": {"errors": parsed.errors, "warnings": parsed.warnings}}), headers
+            if kind == "model":
+                return status, _encode({"detail": {"errors": [message], "warnings": parsed.warnings}}), headers
+            return status, _encode({"detail": message}), headers
+        answered(loaded, parsed, result, request_id)
         body = {"model_name": loaded.model_name, "version": loaded.version, **result, "warnings": parsed.warnings}
         return 200, _encode(body), headers
 
+    async def infer(slot: ModelSlot, version: str | None, scope: Scope, raw: bytes) -> Answer:
+        """V2 ``infer``: tensors in, checked against the model's schema, tensors out."""
+        loaded = slot.current
+        if loaded is None:
+            metrics.error("not_ready")
+            reason = slot.status().get("reason") or "not loaded"
+            return 400, _v2().error_body(f"model {slot.model_name!r} is not ready: {reason}"), []
+        if version is not None and version != str(loaded.version):
+            return 404, _v2().error_body(f"{slot.model_name} serves version {loaded.version}, "
+                                      f"not version {version[:20]!r}"), []
+        length = _header(scope, b"inference-header-content-length")
+        try:
+            header_length = int(length) if length is not None else None
+            request = _v2().parse_infer(raw, loaded.request_checker, max_rows=max_rows, header_length=header_length,
+                                     content_encoding=_header(scope, b"content-encoding"))
+        except (ValueError, _v2().V2Error) as exc:  # a malformed request, or length header
+            metrics.error("validation")
+            return getattr(exc, "status", 400), _v2().error_body(str(exc)), []
+        parsed, result = await run_model(loaded, raw, lambda: request.parsed, request.probabilities)
+        if parsed.warning_fields:
+            metrics.warned(parsed.warning_fields)
+        failed = failure(loaded, parsed, result)
+        if failed is not None:
+            status, kind, message = failed
+            metrics.error(kind)
+            return status, _v2().error_body(message), []
+        answered(loaded, parsed, result, request.id or _request_id(scope))
+        body, headers = _v2().infer_response(loaded.model_name, loaded.version, request, result, loaded.classes)
+        return 200, body, headers
+
+    def outcome(status: int) -> str:
+        return {200: "ok", 404: "not_found", 422: "validation", 503: "not_ready"}.get(status, f"{status // 100}xx")
+
+    def per_model(name: str, answer: Callable[[ModelSlot], Any], *, v2_route: bool) -> BodyEndpoint:
+        async def endpoint(scope: Scope, raw: bytes) -> Answer:
+            started = time.perf_counter()
+            try:
+                slot = await acquire(name)
+            except ModelNotFound as exc:
+                metrics.error("not_found")
+                metrics.model_request("__unknown__", "not_found", time.perf_counter() - started)
+                body = _v2().error_body(str(exc)) if v2_route else _encode({"detail": str(exc)})
+                return 404, body, []
+            status, data, headers = await answer(slot)(scope, raw)
+            metrics.model_request(name, outcome(status), time.perf_counter() - started)
+            return status, data, headers
+        return endpoint
+
+    async def many_models(scope: Scope, raw: bytes) -> Answer:
+        return 404, _encode({"detail": "this server serves many models: POST /models/{name}/predict"}), []
+
+    def route(path: str) -> BodyEndpoint | None:
+        """The POST endpoint answered in the middleware for ``path``, or None (FastAPI answers it)."""
+        if path == "/predict":
+            slot = app.state.slot
+            if slot is None:
+                return many_models
+            return per_model(slot.model_name, lambda s: partial(predict, s), v2_route=False)
+        found = model_route(path)
+        if found is None:
+            return None
+        if found.verb == "predict" and not found.v2:
+            return per_model(found.name, lambda s: partial(predict, s), v2_route=False)
+        if found.verb == "infer" and found.v2:
+            return per_model(found.name, lambda s: partial(infer, s, found.version), v2_route=True)
+        return None
+
     app.add_middleware(
         GuardMiddleware, metrics=metrics, token=token, max_body_bytes=max_body_bytes, public_metrics=public_metrics,
-        endpoints={"/predict": predict},
+        route=route,
     )
     routes_only = app.openapi
 
     def openapi() -> dict[str, Any]:
-        """FastAPI's schema of the routes, and ``POST /predict``, which the middleware answers (so /docs shows it)."""
+        """FastAPI's schema of the routes, and the POST routes the middleware answers (so /docs shows them)."""
         if app.openapi_schema is None:
-            routes_only()["paths"]["/predict"] = _PREDICT_OPENAPI
+            paths = routes_only()["paths"]
+            paths["/predict"] = _PREDICT_OPENAPI
+            paths["/models/{name}/predict"] = _PREDICT_OPENAPI
+            paths["/v2/models/{name}/infer"] = _INFER_OPENAPI
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -497,9 +519,25 @@ _PREDICT_OPENAPI = {
         "responses": {
             "200": {"description": "model_name, version, predictions, [probabilities, classes], warnings"},
             "401": {"description": "a bearer token is needed (when the server has one)"},
+            "404": {"description": "this server does not serve that model"},
             "413": {"description": "the body is over the size limit"},
             "422": {"description": "detail.errors names each offending field and why"},
-            "503": {"description": "no model is loaded yet: detail says why"},
+            "503": {"description": "the model is not loaded: detail says why"},
+        },
+    }
+}
+
+_INFER_OPENAPI = {
+    "post": {
+        "summary": "Infer (Open Inference Protocol V2)",
+        "description": "One input tensor per feature column (or one [N, features] numeric tensor); outputs "
+        "`predict` and, for classifiers, `predict_proba`. The binary tensor data extension is supported.",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+        "responses": {
+            "200": {"description": "model_name, model_version, id, outputs"},
+            "400": {"description": "{\"error\": ...}: a malformed request, or the model is not ready"},
+            "404": {"description": "{\"error\": ...}: this server does not serve that model (or version)"},
+            "422": {"description": "{\"error\": ...}: the tensors fail the model's schema checks"},
         },
     }
 }

@@ -29,6 +29,11 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 #: The environment variable behind each setting (and so behind each ``serve`` flag).
 ENV: dict[str, str] = {
     "model_name": "MLOPS_AIRFLOW_MODEL_NAME",
+    "models": "MLOPS_AIRFLOW_SERVER_MODELS",
+    "max_models": "MLOPS_AIRFLOW_SERVER_MAX_MODELS",
+    "memory_budget_mb": "MLOPS_AIRFLOW_SERVER_MEMORY_BUDGET_MB",
+    "load_timeout": "MLOPS_AIRFLOW_SERVER_LOAD_TIMEOUT",
+    "metrics_max_models": "MLOPS_AIRFLOW_SERVER_METRICS_MAX_MODELS",
     "alias": "MLOPS_AIRFLOW_SERVER_ALIAS",
     "version": "MLOPS_AIRFLOW_MODEL_VERSION",
     "expect_sha256": "MLOPS_AIRFLOW_MODEL_SHA256",
@@ -50,14 +55,22 @@ ENV: dict[str, str] = {
 }
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_PATTERN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-*?[]!")
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """What one model server serves and how. ``version`` set means pinned: the alias is never followed."""
+    """What one model server serves and how.
+
+    ``model_name`` set: that one model (``version`` set means pinned: the alias is never
+    followed). Else every model whose name matches one of ``models`` (glob patterns; none:
+    every model of the registry), loaded on first request, within ``max_models`` and
+    ``memory_budget_mb`` (default: half the memory the process may use) per worker.
+    """
 
     registry_uri: str
-    model_name: str
+    model_name: str | None = None
+    models: tuple[str, ...] = ()
     alias: str = "champion"
     version: int | None = None
     expect_sha256: str | None = None
@@ -80,15 +93,41 @@ class ServerConfig:
     log_flush_rows: int = 1000
     log_flush_seconds: float = 10.0
     log_level: str = "info"
+    max_models: int = 1000
+    memory_budget_mb: float | None = None
+    #: Seconds a request waits for its model to load before it is answered 503.
+    load_timeout: float = 30.0
+    #: Per-model metric series for at most this many models (the rest: one ``__other__`` series).
+    metrics_max_models: int = 100
 
     def __post_init__(self) -> None:
         from mlops_airflow.registry.registry import check_name
 
-        check_name(self.model_name)
+        if isinstance(self.models, str):  # from the environment: comma separated
+            object.__setattr__(self, "models", tuple(p.strip() for p in self.models.split(",") if p.strip()))
+        else:
+            object.__setattr__(self, "models", tuple(self.models))
+        if self.model_name is not None:
+            check_name(self.model_name)
         check_name(self.alias, "alias")
         problems = []
+        if self.model_name is not None and self.models:
+            problems.append("give one model name or model patterns, not both")
+        for pattern in self.models:
+            if len(pattern) > 200 or not set(pattern) <= _PATTERN_CHARS:
+                problems.append(f"model pattern {pattern[:40]!r} may hold only name characters and * ? [ ]")
+        if self.max_models < 1:
+            problems.append(f"max_models must be at least 1, got {self.max_models}")
+        if self.memory_budget_mb is not None and self.memory_budget_mb <= 0:
+            problems.append(f"memory_budget_mb must be positive, got {self.memory_budget_mb}")
+        if self.load_timeout <= 0:
+            problems.append(f"load_timeout must be positive, got {self.load_timeout}")
+        if self.metrics_max_models < 0:
+            problems.append(f"metrics_max_models must be at least 0, got {self.metrics_max_models}")
         if self.version is not None and self.version < 1:
             problems.append(f"version must be a positive integer, got {self.version}")
+        if self.version is not None and self.model_name is None:
+            problems.append("a pinned version (--version N) needs exactly one model name")
         if self.expect_sha256 is not None:
             if self.version is None:
                 problems.append("expect_sha256 needs a pinned version (--version N)")
@@ -119,6 +158,10 @@ class ServerConfig:
     def pinned(self) -> bool:
         return self.version is not None
 
+    @property
+    def memory_budget_bytes(self) -> int | None:
+        return None if self.memory_budget_mb is None else int(self.memory_budget_mb * 2**20)
+
     def token(self) -> str | None:
         """The bearer token clients must send, or None (no auth): the token file wins over the variable."""
         if self.token_file:
@@ -141,7 +184,9 @@ class ServerConfig:
         if not raw:
             raise ConfigError(f"{CONFIG_ENV} is not set: start the server with `mlops-airflow serve`")
         known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in json.loads(raw).items() if key in known})
+        values = {key: value for key, value in json.loads(raw).items() if key in known}
+        values["models"] = tuple(values.get("models") or ())
+        return cls(**values)
 
 
 def settings_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:

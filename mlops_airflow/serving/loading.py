@@ -58,6 +58,12 @@ class LoadedModel:
 
         return SchemaChecker(self.feature_schema)
 
+    def warm(self) -> None:
+        """Build what requests need (the schema's checks and typed decoders) now, not on the first request."""
+        from mlops_airflow.serving.typed_bodies import decoders
+
+        decoders(self.request_checker)
+
     @property
     def task_type(self) -> str | None:
         return self.manifest.get("task_type")

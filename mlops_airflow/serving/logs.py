@@ -57,15 +57,16 @@ def _worker_id() -> str:
 class _Entry:
     """One sampled request, kept as the objects the request already built; serialised on the flush thread."""
 
-    __slots__ = ("at", "values", "predictions", "probabilities", "classes", "request_id", "version")
+    __slots__ = ("at", "model_name", "values", "predictions", "probabilities", "classes", "request_id", "version")
 
-    def __init__(self, at: datetime, version: int, request_id: str, values: dict[str, list[Any]],
+    def __init__(self, at: datetime, model_name: str, version: int, request_id: str, values: dict[str, list[Any]],
                  predictions: list[Any], probabilities: list[list[Any]] | None, classes: list[Any] | None) -> None:
-        self.at, self.version, self.request_id = at, version, request_id
+        self.at, self.model_name, self.version, self.request_id = at, model_name, version, request_id
         self.values, self.predictions = values, predictions
         self.probabilities, self.classes = probabilities, classes
 
-    def lines(self, model_name: str) -> list[str]:
+    def lines(self) -> list[str]:
+        model_name = self.model_name
         names = list(self.values)
         ts = self.at.isoformat()
         out = []
@@ -89,12 +90,16 @@ class _Entry:
 
 
 class PredictionLogger:
-    """Samples requests into a buffer and writes them to ``store`` from a background thread."""
+    """Samples requests into a buffer and writes them to ``store`` from a background thread.
+
+    One logger serves every model of a server: each request is logged under its own model
+    (``offer(model_name=...)``; ``model_name`` here is the default, for a single-model server).
+    """
 
     def __init__(
         self,
         store: ArtifactStore,
-        model_name: str,
+        model_name: str | None = None,
         *,
         sample_rate: float,
         flush_rows: int = 1000,
@@ -123,12 +128,14 @@ class PredictionLogger:
 
     # -- the request path: cheap, never raises ------------------------------------------
     def offer(self, *, version: int, request_id: str, values: dict[str, list[Any]] | None, predictions: list[Any],
-              probabilities: list[list[Any]] | None = None, classes: list[Any] | None = None) -> bool:
+              probabilities: list[list[Any]] | None = None, classes: list[Any] | None = None,
+              model_name: str | None = None) -> bool:
         """Buffer one answered request if it is sampled; True if it was. Never blocks on storage.
 
         ``values`` are the request's checked feature values, column by column (``ParsedRows.values``).
         """
-        if values is None:
+        model = model_name or self.model_name
+        if values is None or model is None:
             return False
         if self.sample_rate <= 0.0 or (self.sample_rate < 1.0 and random.random() >= self.sample_rate):
             return False
@@ -140,7 +147,7 @@ class PredictionLogger:
             else:
                 full = False
                 self._buffer.append(
-                    _Entry(datetime.now(UTC), version, request_id, values, predictions, probabilities, classes)
+                    _Entry(datetime.now(UTC), model, version, request_id, values, predictions, probabilities, classes)
                 )
                 self._rows += rows
                 wake = self._rows >= self.flush_rows
@@ -180,20 +187,20 @@ class PredictionLogger:
             self._rows = 0
         if not entries:
             return 0
-        groups: dict[tuple[str, int], list[str]] = {}
+        groups: dict[tuple[str, str, int], list[str]] = {}
         for entry in entries:
             try:
-                lines = entry.lines(self.model_name)
+                lines = entry.lines()
             except (TypeError, ValueError) as exc:  # an unserialisable value must not cost the batch
                 log.warning("prediction log: dropped request %s: %s", entry.request_id, exc)
                 self._count("failed", len(entry.predictions))
                 continue
-            groups.setdefault((entry.at.date().isoformat(), entry.version), []).extend(lines)
+            groups.setdefault((entry.model_name, entry.at.date().isoformat(), entry.version), []).extend(lines)
         written = 0
-        for (day, version), lines in groups.items():
+        for (model, day, version), lines in groups.items():
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
             key = (
-                f"{model_prefix(self.model_name)}/date={day}/version={version}/"
+                f"{model_prefix(model)}/date={day}/version={version}/"
                 f"{stamp}-{self.worker_id}-{uuid.uuid4().hex[:12]}.jsonl"
             )
             try:

@@ -13,10 +13,11 @@ stream per request on the hot path). In order:
    passes the limit: 413, the connection closed. The body read is handed on to the app.
 3. ``mlops_requests_total`` and ``mlops_request_latency_seconds`` for every answer.
 
-The ``POST`` endpoints given in ``endpoints`` (``/predict``) are answered here, with the
-body just read: a request that carries a thousand rows is worth ~0.3 ms less without
-FastAPI's routing, request object and response classes around it (another method on
-their path gets 405). Every other path goes to the app.
+The ``POST`` endpoints ``route`` finds for a path (``/predict``, ``/models/{name}/predict``,
+``/v2/models/{name}/infer``) are answered here, with the body just read: a request that
+carries a thousand rows is worth ~0.3 ms less without FastAPI's routing, request object and
+response classes around it (another method on their path gets 405). Every other path goes
+to the app.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+    from collections.abc import Awaitable, Callable, MutableMapping
 
     from mlops_airflow.serving.metrics import ServerMetrics
 
@@ -39,8 +40,8 @@ if TYPE_CHECKING:
     #: (scope, body) -> (status, the JSON body as bytes, extra headers)
     BodyEndpoint = Callable[[Scope, bytes], Awaitable[tuple[int, bytes, list[tuple[bytes, bytes]]]]]
 
-#: Paths answered without a token: what load balancers and Kubernetes probes call.
-OPEN_PATHS = frozenset({"/health", "/ready"})
+#: Paths answered without a token: what load balancers and Kubernetes (or KServe) probes call.
+OPEN_PATHS = frozenset({"/health", "/ready", "/v2/health/live", "/v2/health/ready"})
 _REALM = b'Bearer realm="mlops-airflow"'
 #: The same ``Bearer <token>`` in another header: the Kubernetes API server's proxy takes
 #: ``Authorization`` for its own authentication and does not forward it to the pod.
@@ -60,15 +61,17 @@ async def send_json(send: Send, status: int, body: Any, headers: list[tuple[byte
 
 
 async def send_bytes(send: Send, status: int, data: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    """A whole ``application/json`` answer whose body is already encoded."""
+    """A whole answer whose body is already encoded: ``application/json`` unless ``headers`` name a content type."""
+    headers = headers or []
+    typed = any(name == b"content-type" for name, _ in headers)
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                *([] if typed else [(b"content-type", b"application/json")]),
                 (b"content-length", str(len(data)).encode()),
-                *(headers or []),
+                *headers,
             ],
         }
     )
@@ -107,11 +110,11 @@ class GuardMiddleware:
         token: str | None = None,
         max_body_bytes: int,
         public_metrics: bool = False,
-        endpoints: Mapping[str, BodyEndpoint] | None = None,
+        route: Callable[[str], BodyEndpoint | None] | None = None,
     ) -> None:
         self.app = app
-        #: path -> the POST endpoint answered here with the body read (see the module docstring)
-        self.endpoints = dict(endpoints or {})
+        #: path -> the POST endpoint answered here with the body read, or None (see the module docstring)
+        self.route = route or (lambda path: None)
         self.metrics = metrics
         self._token = token.encode() if token else None
         self.max_body_bytes = max_body_bytes
@@ -141,7 +144,7 @@ class GuardMiddleware:
                     self.metrics.error("auth")
                     await send_json(send_recording, 401, {"detail": refusal[0]}, [(b"www-authenticate", refusal[1])])
                     return
-            endpoint = self.endpoints.get(path.rstrip("/") or "/")  # "/predict/" is "/predict"
+            endpoint = self.route(path.rstrip("/") or "/")  # "/predict/" is "/predict"
             if endpoint is not None and scope["method"] != "POST":
                 await send_json(send_recording, 405, {"detail": "Method Not Allowed"}, [(b"allow", b"POST")])
                 return

@@ -1,4 +1,4 @@
-"""Running the model server as a process: what ``mlops-airflow serve NAME`` starts.
+"""Running the model server as a process: what ``mlops-airflow serve [NAME ...]`` starts.
 
 With one worker the app is built in this process. With ``workers > 1`` uvicorn starts
 fresh worker processes that build it from :func:`app_from_env` (an import string is the
@@ -41,7 +41,7 @@ def build_app(config: ServerConfig, *, s3_client: Any | None = None) -> FastAPI:
     from mlops_airflow.serving.metrics import ServerMetrics
 
     registry = open_registry(config.registry_uri, s3_client=s3_client)
-    metrics = ServerMetrics()
+    metrics = ServerMetrics(max_model_labels=config.metrics_max_models, per_version=config.model_name is not None)
     logger = None
     if config.log_sample_rate > 0:
         from mlops_airflow.serving.logs import PredictionLogger
@@ -59,6 +59,10 @@ def build_app(config: ServerConfig, *, s3_client: Any | None = None) -> FastAPI:
         registry,
         config.model_name,
         config.alias,
+        models=config.models,
+        max_models=config.max_models,
+        memory_budget_bytes=config.memory_budget_bytes,
+        load_timeout=config.load_timeout,
         poll_interval=config.poll_interval,
         skew_policy=config.skew_policy,
         max_rows=config.max_rows,
@@ -200,7 +204,7 @@ def limit_threads(threads: int) -> None:
 
 def serve(
     registry_uri: str,
-    model_name: str,
+    model_name: str | None = None,
     *,
     alias: str = "champion",
     host: str = "127.0.0.1",
@@ -211,15 +215,16 @@ def serve(
     log_level: str = "info",
     **settings: Any,
 ) -> None:
-    """Serve ``model_name@alias`` from the registry at ``registry_uri`` until interrupted.
+    """Serve ``model_name@alias`` (or, without it, every model ``models=`` patterns match) until interrupted.
 
     Blocks. Starts even if the model or alias does not exist yet: ``/ready`` answers 503
     until the alias appears, then the server loads it and follows it as it moves. Raises
     ``ConfigError`` for an invalid model or alias name or setting. ``settings`` are the
-    other fields of :class:`~mlops_airflow.serving.config.ServerConfig` (``version``,
-    ``workers``, ``token_file``, ...); ``s3_client`` only works with one worker.
+    other fields of :class:`~mlops_airflow.serving.config.ServerConfig` (``models``,
+    ``version``, ``workers``, ``max_models``, ...); ``s3_client`` only works with one worker.
     """
-    check_name(model_name)
+    if model_name is not None:
+        check_name(model_name)
     check_name(alias, "alias")
     config = ServerConfig(
         registry_uri=registry_uri,

@@ -60,9 +60,9 @@ def parse_body(raw: bytes, checker: SchemaChecker, *, max_rows: int) -> ParsedRo
 
 def decode_checked(raw: bytes, checker: SchemaChecker, *, max_rows: int) -> ParsedRows | None:
     """The accepted rows of a clean body in a usual shape, or None to leave the body to ``parse_rows``."""
-    decoders = _decoders(checker)
+    built = decoders(checker)
     found = _FIRST_KEY.match(raw)
-    decoder = decoders.get(found.group(1).decode()) if found and decoders else None
+    decoder = built.get(found.group(1).decode()) if found and built else None
     if decoder is None:
         return None
     try:
@@ -114,7 +114,7 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
 _BUILT: weakref.WeakKeyDictionary[SchemaChecker, dict[str, msgspec.json.Decoder[Any]]] = weakref.WeakKeyDictionary()
 
 
-def _decoders(checker: SchemaChecker) -> dict[str, msgspec.json.Decoder[Any]]:
+def decoders(checker: SchemaChecker) -> dict[str, msgspec.json.Decoder[Any]]:
     """The decoders of ``checker``'s schema by a body's first key, built once per schema; empty if it has no typed form."""
     built = _BUILT.get(checker)
     if built is None:

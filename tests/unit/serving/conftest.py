@@ -123,3 +123,9 @@ def schema() -> dict[str, Any]:
 @pytest.fixture
 def eventually() -> Callable[..., Any]:
     return partial(testsupport.eventually, timeout=10.0, interval=0.02)
+
+
+@pytest.fixture
+def named_models(registry: ModelRegistry) -> Callable[[str], Models]:
+    """``named_models("a")``: a :class:`Models` for another model name in the same registry."""
+    return lambda name: Models(registry, name)

@@ -54,7 +54,24 @@ def test_waits_until_the_new_version_is_served() -> None:
     )
     meta = target(client, timeout=5).wait_for_version("taxi", 2, SHA_2)
     assert meta["version"] == 2
-    assert [str(request.url) for request in seen] == [f"{URL}/metadata"] * 3
+    assert [str(request.url) for request in seen] == [f"{URL}/models/taxi/metadata"] * 3
+
+
+def test_a_server_of_other_models_fails_at_once_naming_the_model() -> None:
+    client, seen = scripted(httpx.Response(404, json={"detail": "no model named 'taxi' in /registry"}))
+    with pytest.raises(DeployError, match="does not serve 'taxi': no model named 'taxi' in /registry"):
+        target(client, timeout=30).wait_for_version("taxi", 1, SHA_1)
+    assert len(seen) == 1
+
+
+def test_a_server_without_per_model_routes_is_asked_at_metadata() -> None:
+    """A model server from before many models answers FastAPI's own 404 there; its one model is at /metadata."""
+    client, seen = scripted(httpx.Response(404, json={"detail": "Not Found"}), httpx.Response(200, json=metadata(1, SHA_1)),
+                            httpx.Response(200, json={"predictions": [1]}))
+    local = target(client, timeout=5)
+    assert local.wait_for_version("taxi", 1, SHA_1)["version"] == 1
+    local.predict([{"hour": 7}])
+    assert [request.url.path for request in seen] == ["/models/taxi/metadata", "/metadata", "/predict"]
 
 
 def test_times_out_naming_what_it_saw_last() -> None:
@@ -80,7 +97,7 @@ def test_an_unreachable_server_says_how_to_start_one() -> None:
     with pytest.raises(DeployError) as info:
         target(client).wait_for_version("taxi", 1, SHA_1)
     assert (
-        f"last seen: no model server answering at {URL}: start it with `mlops-airflow serve taxi` "
+        f"last seen: no model server answering at {URL}: start it with `mlops-airflow serve` "
         "(ConnectError: Connection refused)"
     ) in str(info.value)
 
@@ -120,11 +137,11 @@ def test_fails_at_once_when_waiting_cannot_help(meta: dict[str, Any], message: s
 def test_unexpected_answers_are_waited_through_and_reported() -> None:
     client, _ = scripted(httpx.Response(500, text="boom"), httpx.Response(200, text="<html>"))
     with pytest.raises(
-        DeployError, match="last seen: GET /metadata answered something that is not server metadata"
+        DeployError, match="last seen: GET /models/taxi/metadata answered something that is not server metadata"
     ):
         target(client).wait_for_version("taxi", 1, SHA_1)
     client, _ = scripted(httpx.Response(502, text="bad gateway"))
-    with pytest.raises(DeployError, match="last seen: GET /metadata answered 502: bad gateway"):
+    with pytest.raises(DeployError, match="last seen: GET /models/taxi/metadata answered 502: bad gateway"):
         target(client).wait_for_version("taxi", 1, SHA_1)
 
 

@@ -50,7 +50,8 @@ def test_every_setting_comes_from_the_environment_and_flags_win(monkeypatch: pyt
     env = {"version": "4", "expect_sha256": SHA, "host": "0.0.0.0", "port": "8080", "workers": "3",
            "poll_interval": "2", "skew_policy": "refuse", "max_rows": "7", "max_body_bytes": "4096",
            "public_metrics": "true", "log_sample_rate": "0.5", "log_uri": "s3://b/logs", "log_flush_rows": "5",
-           "log_flush_seconds": "1.5", "log_level": "warning"}
+           "log_flush_seconds": "1.5", "log_level": "warning", "max_models": "50", "memory_budget_mb": "256",
+           "load_timeout": "5", "metrics_max_models": "10"}
     for name, raw in env.items():
         monkeypatch.setenv(ENV[name], raw)
     got = config(["taxi"])
@@ -59,13 +60,31 @@ def test_every_setting_comes_from_the_environment_and_flags_win(monkeypatch: pyt
     assert (got.skew_policy, got.max_rows, got.max_body_bytes, got.public_metrics) == ("refuse", 7, 4096, True)
     assert (got.log_sample_rate, got.log_uri, got.log_flush_rows, got.log_flush_seconds, got.log_level) == (
         0.5, "s3://b/logs", 5, 1.5, "warning")
+    assert (got.max_models, got.memory_budget_bytes, got.load_timeout, got.metrics_max_models) == (50, 256 << 20, 5.0, 10)
     assert config(["taxi", "--port", "9000", "--version", "5"]).port == 9000
     # an explicit --alias un-pins the version the environment sets
     unpinned = config(["taxi", "--alias", "challenger"])
     assert (unpinned.alias, unpinned.version, unpinned.expect_sha256) == ("challenger", None, None)
-    assert set(env) | {"alias", "token_file", "model_name", "threads"} == set(ENV)
+    assert set(env) | {"alias", "token_file", "model_name", "models", "threads"} == set(ENV)
     monkeypatch.setenv(ENV["model_name"], "other")
     assert config(["taxi"]).model_name == "taxi" and config([]).model_name == "other"
+
+
+def test_no_name_several_names_or_patterns_serve_many_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    every = config([])
+    assert (every.model_name, every.models) == (None, ())
+    assert config(["store_*", "churn"]).models == ("store_*", "churn")
+    assert config(["a", "b"]).model_name is None
+    assert config(["store_*"]).model_name is None  # one pattern is many models
+    monkeypatch.setenv(ENV["models"], "store_*, churn")
+    assert config([]).models == ("store_*", "churn")
+    assert config(["taxi"]).model_name == "taxi" and config(["taxi"]).models == ()  # a name given wins
+    with pytest.raises(ConfigError, match=r"a pinned version \(--version N\) needs exactly one model name"):
+        config(["a*", "--version", "1"])
+    with pytest.raises(ConfigError, match="may hold only name characters"):
+        config(["a/../b*"])
+    many = config(["store_*", "--max-models", "3", "--memory-budget-mb", "64", "--workers", "2"])
+    assert ServerConfig.from_env({CONFIG_ENV: many.to_env()}) == many
 
 
 def test_bad_settings_name_the_variable_or_the_field(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mlops_airflow.serving.requests import SchemaChecker, parse_rows
-from mlops_airflow.serving.typed_bodies import _decoders, decode_checked, parse_body
+from mlops_airflow.serving.typed_bodies import decoders, decode_checked, parse_body
 
 GOOD = {"hour": 7, "passengers": 2, "fare": 12.5, "payment_type": "card"}
 NAMES = list(GOOD)
@@ -132,7 +132,7 @@ def test_schemas_without_a_typed_form_and_names_that_are_not_identifiers(schema:
 
     dated = copy.deepcopy(schema)
     dated["columns"].append({"name": "pickup_at", "kind": "datetime", "dtype": "datetime64[ns]", "nullable": False})
-    assert _decoders(SchemaChecker(dated)) == {}  # date/times are parsed row by row
+    assert decoders(SchemaChecker(dated)) == {}  # date/times are parsed row by row
     row = {**GOOD, "pickup_at": "2026-01-05T08:00:00"}
     assert parse_body(_raw({"rows": [row] * 40}), SchemaChecker(dated), max_rows=100).ok
 
@@ -152,7 +152,7 @@ def test_numeric_allowed_sets_are_checked_the_row_by_row_way(schema: dict) -> No
     listed = copy.deepcopy(schema)
     listed["columns"][0]["declared"] = {"allowed": [7, 8]}
     checker = SchemaChecker(listed)
-    assert _decoders(checker) == {}
+    assert decoders(checker) == {}
     answer = parse_body(_raw({"rows": [GOOD, {**GOOD, "hour": 9}]}), checker, max_rows=10)
     assert answer.errors == ["rows[1].hour=9 is not one of [7, 8]"]
 
@@ -218,7 +218,7 @@ def test_other_dtypes_and_contradicting_ranges(schema: dict) -> None:
     broken = copy.deepcopy(schema)
     broken["columns"][2]["observed"]["min"] = float("nan")  # a bound msgspec refuses to build a type with
     checker = SchemaChecker(broken)
-    assert _decoders(checker) == {}
+    assert decoders(checker) == {}
     raw = _raw({"rows": [GOOD] * 40})
     assert parse_body(raw, checker, max_rows=100).warnings == parse_rows(json.loads(raw), checker).warnings
 
@@ -299,5 +299,5 @@ def test_a_bound_beyond_floats_leaves_every_body_to_the_row_by_row_check(schema:
     wide = copy.deepcopy(schema)
     wide["columns"][0]["declared"], wide["columns"][0]["observed"] = {"min": 0, "max": 10**400}, {}
     checker = SchemaChecker(wide)
-    assert _decoders(checker) == {}
+    assert decoders(checker) == {}
     assert parse_body(_raw({"rows": [GOOD]}), checker, max_rows=10).ok
