@@ -137,7 +137,7 @@ def _canonical_archive(schema: dict[str, Any], source: Any) -> bytes:
                     node[key] = files.setdefault(value, f"{len(files)}.{value.rsplit('.', 1)[-1]}")
                 else:
                     renumber(value)
-        elif isinstance(node, list):
+        elif isinstance(node, (list, tuple)):  # skops' state holds tuples where its JSON holds lists
             for value in node:
                 renumber(value)
 

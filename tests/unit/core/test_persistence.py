@@ -79,3 +79,66 @@ def test_own_types_load_only_when_listed_in_the_trusted_types_setting(monkeypatc
         load_model(data, expected_sha256=sha)
     monkeypatch.setenv("MLOPS_AIRFLOW_TRUSTED_TYPES", f"some.other_func, {__name__}.double")
     assert (load_model(data, expected_sha256=sha).predict(x) == model.predict(x)).all()
+
+
+def test_skops_imports_quietly_in_an_airflow_process_and_names_types_as_skops_would() -> None:
+    """In a task (Airflow loaded) skops' import-time type naming reads namespaces: no warnings, same names.
+
+    The original whichmodule getattr()s every loaded module, which trips Airflow's deprecation
+    shims (~1,160 warning lines per task); the replacement must find the same module for every
+    ufunc skops names, and skops must still refuse what it refused.
+    """
+    import subprocess
+    import sys
+
+    script = r"""
+import json, sys, warnings
+import airflow.sdk  # the modules a task has loaded
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from mlops_airflow.persistence import _whichmodule, skops_io
+    skops_io()
+import numpy as np, scipy.special
+import skops.io._utils as utils
+ufuncs = {name: obj for module in (np, scipy.special) for name in dir(module)
+          if isinstance(obj := getattr(module, name), np.ufunc)}
+def original(obj, name):  # skops' own search, as it is in skops 0.16
+    if getattr(obj, "__module__", None) is not None:
+        return obj.__module__
+    for module_name, module in sys.modules.copy().items():
+        if module_name in ("__main__", "__mp_main__") or module is None:
+            continue
+        try:
+            if getattr(module, name, None) is obj:
+                return module_name
+        except Exception:
+            continue
+    return "__main__"
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    differ = [name for name, obj in ufuncs.items()
+              if _whichmodule(obj, obj.__name__) != original(obj, obj.__name__)]
+print(json.dumps({"patched": utils.whichmodule is _whichmodule, "warnings": len(caught),
+                  "ufuncs": len(ufuncs), "differ": differ}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["patched"] and found["warnings"] == 0
+    assert found["ufuncs"] > 200 and found["differ"] == []
+
+
+def test_equal_models_give_equal_bytes_that_skops_reads_back() -> None:
+    from mlops_airflow.persistence import canonical_skops, skops_io
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"x": rng.normal(size=100), "c": rng.choice(["a", "b", "c"], 100)})
+    df["y"] = (df["x"] > 0).astype(int)
+    first = train_model(df, target="y", estimator="sklearn.linear_model.LogisticRegression").model
+    second = train_model(df, target="y", estimator="sklearn.linear_model.LogisticRegression").model
+    data = dump_model(first)
+    assert dump_model(second) == data  # a retried training stores the same candidate
+    assert canonical_skops(skops_io().dumps(first)) == data  # the same archive skops' own dumps gives, made canonical
+    assert (skops_io().loads(data, trusted=skops_io().get_untrusted_types(data=data)).predict(df) == first.predict(df)).all()
