@@ -431,13 +431,16 @@ def create_app(
             return 404, _v2().error_body(f"{slot.model_name} serves version {loaded.version}, "
                                       f"not version {version[:20]!r}"), []
         length = _header(scope, b"inference-header-content-length")
+        v2 = _v2()
         try:
-            header_length = int(length) if length is not None else None
-            request = _v2().parse_infer(raw, loaded.request_checker, max_rows=max_rows, header_length=header_length,
-                                     content_encoding=_header(scope, b"content-encoding"))
-        except (ValueError, _v2().V2Error) as exc:  # a malformed request, or length header
+            parse = partial(v2.parse_infer, raw, loaded.request_checker, max_rows=max_rows,
+                            header_length=int(length) if length is not None else None,
+                            content_encoding=_header(scope, b"content-encoding"))
+            # a big body is decoded off the event loop, as /predict's are
+            request = parse() if len(raw) <= _INLINE_BODY_BYTES else await run_in_threadpool(parse)
+        except (ValueError, v2.V2Error) as exc:  # a malformed request, or length header
             metrics.error("validation")
-            return getattr(exc, "status", 400), _v2().error_body(str(exc)), []
+            return getattr(exc, "status", 400), v2.error_body(str(exc)), []
         parsed, result = await run_model(loaded, raw, lambda: request.parsed, request.probabilities)
         if parsed.warning_fields:
             metrics.warned(parsed.warning_fields)
@@ -445,9 +448,13 @@ def create_app(
         if failed is not None:
             status, kind, message = failed
             metrics.error(kind)
-            return status, _v2().error_body(message), []
+            return status, v2.error_body(message), []
+        try:
+            body, headers = v2.infer_response(loaded.model_name, loaded.version, request, result, loaded.classes)
+        except v2.V2Error as exc:  # e.g. predict_proba asked of a regressor
+            metrics.error("validation")
+            return exc.status, v2.error_body(str(exc)), []
         answered(loaded, parsed, result, request.id or _request_id(scope))
-        body, headers = _v2().infer_response(loaded.model_name, loaded.version, request, result, loaded.classes)
         return 200, body, headers
 
     def outcome(status: int) -> str:

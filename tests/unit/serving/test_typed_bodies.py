@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mlops_airflow.serving.requests import SchemaChecker, parse_rows
-from mlops_airflow.serving.typed_bodies import decoders, decode_checked, parse_body
+from mlops_airflow.serving.typed_bodies import decode_checked, decoders, parse_body
 
 GOOD = {"hour": 7, "passengers": 2, "fare": 12.5, "payment_type": "card"}
 NAMES = list(GOOD)
