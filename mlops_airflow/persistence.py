@@ -8,6 +8,8 @@ whatever an attacker wrote into the file.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import hashlib
 import importlib.abc
@@ -18,9 +20,12 @@ import sys
 import warnings
 from importlib import metadata
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlops_airflow.exceptions import UnsafeModelError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +256,27 @@ def check_version_skew(recorded: dict[str, str], policy: SkewPolicy = "warn") ->
     return skew
 
 
+#: Models loaded within a :func:`reuse_loaded_models` block, by the sha256 of their verified bytes.
+_REUSE: contextvars.ContextVar[dict[tuple[str, tuple[str, ...]], Any] | None] = contextvars.ContextVar(
+    "mlops_reuse_loaded_models", default=None)
+
+
+@contextlib.contextmanager
+def reuse_loaded_models() -> Iterator[None]:
+    """Within the block, loading bytes already loaded (same sha256, same trusted types) returns that model.
+
+    The checksum is still verified on every load (the bytes are read again), so a model
+    is only reused for byte-identical artifacts whose types passed the same checks. For
+    one segment of a batch the gate and the deploy stage load the same candidate; the
+    server never reuses (each model it loads is its own, and eviction must free it).
+    """
+    token = _REUSE.set({})
+    try:
+        yield
+    finally:
+        _REUSE.reset(token)
+
+
 def load_model(
     data: bytes,
     *,
@@ -266,20 +292,40 @@ def load_model(
             f"checksum mismatch: the manifest says sha256 {expected_sha256[:12]}…, the artifact is {actual[:12]}…; "
             "refusing to load a model that is not the one registered"
         )
-    sio = skops_io()
-    try:
-        untrusted = set(sio.get_untrusted_types(data=data))
-    except Exception as exc:  # skops raises several types for a file that is not a skops archive
-        raise UnsafeModelError(f"not a readable skops archive: {exc}") from exc
+    import io
+    import zipfile
+
     from mlops_airflow import settings
 
-    allowed = TRUSTED_TYPES | extra_trusted | frozenset(settings.trusted_types_extra())
-    refused = sorted(untrusted - allowed)
-    if refused:
-        raise UnsafeModelError(
-            f"model contains types that are not on the trusted list: {', '.join(refused)} "
-            "(allow your own explicitly with the trusted_types setting, MLOPS_AIRFLOW_TRUSTED_TYPES)"
-        )
-    if recorded_versions:
-        check_version_skew(recorded_versions, skew_policy)
-    return sio.loads(data, trusted=sorted(untrusted & allowed))
+    skops_io()
+    from skops.io._audit import get_tree
+    from skops.io._utils import read_schema
+
+    allowed = sorted(TRUSTED_TYPES | extra_trusted | frozenset(settings.trusted_types_extra()))
+    reuse = _REUSE.get()
+    if reuse is not None and (actual, tuple(allowed)) in reuse:
+        if recorded_versions:
+            check_version_skew(recorded_versions, skew_policy)
+        return reuse[(actual, tuple(allowed))]
+    # One tree for both the audit and the construction (skops' get_untrusted_types + loads build
+    # it twice): the tree only describes the objects; nothing is constructed before the checks.
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            schema, context = read_schema(archive)
+            tree = get_tree(schema, context, trusted=allowed)
+            refused = sorted(tree.get_unsafe_set())
+            if refused:
+                raise UnsafeModelError(
+                    f"model contains types that are not on the trusted list: {', '.join(refused)} "
+                    "(allow your own explicitly with the trusted_types setting, MLOPS_AIRFLOW_TRUSTED_TYPES)"
+                )
+            if recorded_versions:
+                check_version_skew(recorded_versions, skew_policy)
+            model = tree.construct()
+            if reuse is not None:
+                reuse[(actual, tuple(allowed))] = model
+            return model
+    except UnsafeModelError:
+        raise
+    except Exception as exc:  # skops and zipfile raise several types for a file that is not a skops archive
+        raise UnsafeModelError(f"not a readable skops archive: {type(exc).__name__}: {exc}") from exc

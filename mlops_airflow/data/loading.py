@@ -341,11 +341,11 @@ def _load_sql(uri: str, columns: list[str] | None) -> Dataset:
         uri=masked,
         files=[masked],
         format="sql",
-        fingerprint="sha256:" + _rows_digest(frame),
+        fingerprint="sha256:" + rows_digest(frame),
     )
 
 
-def _rows_digest(frame: pd.DataFrame) -> str:
+def rows_digest(frame: pd.DataFrame) -> str:
     """sha256 of the column names and types and of the rows, in a canonical (sorted) order."""
     names = list(frame.columns)
     try:

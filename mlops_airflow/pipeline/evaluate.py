@@ -19,9 +19,17 @@ def run_evaluation(
     gate: str | dict[str, Any] | None = None,
     gate_base_dir: str | None = None,
     champion_alias: str = "champion",
+    gate_source: str | None = None,
 ) -> dict[str, Any]:
-    """The verdict for a stored candidate (see :func:`~mlops_airflow.evaluation.gate.decide`)."""
-    spec, source = load_gate_spec(gate, base_dir=gate_base_dir)
+    """The verdict for a stored candidate (see :func:`~mlops_airflow.evaluation.gate.decide`).
+
+    ``gate_source`` given: ``gate`` is a spec :func:`load_gate_spec` already returned (with
+    that source), as when one run gates many segments with one spec.
+    """
+    if gate_source is not None and isinstance(gate, dict):
+        spec, source = gate, gate_source
+    else:
+        spec, source = load_gate_spec(gate, base_dir=gate_base_dir)
     candidate = registry.candidate(model_name, candidate_sha256)
     frame, _ = read_snapshot(registry.store, candidate["data"]["dataset_uri"])
     verdict = evaluate_candidate(registry, candidate, frame, gate=spec, gate_source=source, champion_alias=champion_alias)

@@ -156,6 +156,7 @@ def _check_schema(model: Any, manifest: dict[str, Any], what: str) -> None:
 
 def smoke_predict(loaded: LoadedModel, smoke_rows: pd.DataFrame) -> None:
     """Predict on ``smoke_rows`` through the server's request validation; raise DeployError if that fails."""
+    from mlops_airflow.serving.predict import predict_rows
     from mlops_airflow.serving.requests import parse_rows
 
     what = _describe(loaded.manifest)
@@ -167,14 +168,12 @@ def smoke_predict(loaded: LoadedModel, smoke_rows: pd.DataFrame) -> None:
         raise DeployError(f"no smoke rows for {what}: give at least one row or none at all")
     records = smoke_rows[names].to_dict(orient="records")
     # max_rows: smoke rows are ours, not a client's, so the request limit does not apply
-    parsed = parse_rows({"rows": records}, loaded.feature_schema, max_rows=max(len(records), 1))
+    parsed = parse_rows({"rows": records}, loaded.request_checker, max_rows=max(len(records), 1))
     if not parsed.ok or parsed.frame is None:
         shown = "; ".join(parsed.errors[:10])
         raise DeployError(f"smoke rows for {what} would be rejected by the server: {shown}")
-    try:
-        predictions = loaded.model.predict(parsed.frame)
-        if loaded.is_classifier and hasattr(loaded.model, "predict_proba"):
-            loaded.model.predict_proba(parsed.frame)
+    try:  # exactly what the server computes for a request
+        predictions = predict_rows(loaded, parsed.frame)["predictions"]
     except Exception as exc:  # any failure here means the model cannot serve: say which and why
         raise DeployError(
             f"{what} fails to predict on {len(records)} smoke rows: {type(exc).__name__}: {exc}"

@@ -45,7 +45,8 @@ class TrainResult:
     tuning: dict[str, Any] | None = None
 
 
-def _looks_like_labels(y: pd.Series) -> bool:
+def looks_like_labels(y: pd.Series) -> bool:
+    """Whether a target reads as classes: text, or whole numbers with few distinct values."""
     if y.dtype.kind not in "iufb":
         return True
     values = y.dropna()
@@ -56,7 +57,7 @@ def choose_estimator(estimator: str | None, y: pd.Series) -> str:
     """``auto`` (or empty) picks histogram gradient boosting for the task the target implies."""
     if estimator and estimator.strip().lower() != "auto":
         return estimator.strip()
-    return AUTO_CLASSIFIER if _looks_like_labels(y) else AUTO_REGRESSOR
+    return AUTO_CLASSIFIER if looks_like_labels(y) else AUTO_REGRESSOR
 
 
 def infer_task(y: pd.Series, estimator: Any) -> TaskType:

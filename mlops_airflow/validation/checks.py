@@ -698,3 +698,57 @@ def _profile(frame: pd.DataFrame, *, first: list[str], redact: bool) -> dict[str
                 entry["top"] = [[str(value)[:_MAX_SAMPLE_CHARS], int(count)] for value, count in top.items()]
         profile[str(name)] = _jsonable(entry)
     return profile
+
+
+def failing_rows(frame: pd.DataFrame, spec: dict, *, target: str) -> dict[str, tuple[pd.Series, str]]:
+    """The rows that fail the spec's error-severity row checks, by column: ``{column: (mask, what fails)}``.
+
+    The row-level part of a spec (a declared type that the value cannot be cast to, a
+    range, an allowed set, a null where none is allowed, a null target) evaluated with
+    pandas, to say *which part* of a table makes it fail (e.g. which segments). It decides
+    nothing on its own: :func:`validate_dataset` is the check, and runs again on what is kept.
+    """
+    import pandas as pd
+
+    normalised = load_validation_spec(spec)
+    found: dict[str, tuple[pd.Series, str]] = {}
+    if normalised is None:
+        return found
+    if target in frame.columns and frame[target].isna().any():
+        found[target] = (frame[target].isna(), "the target is missing")
+    for name, column in normalised["columns"].items():
+        if column["severity"] != "error" or name not in frame.columns:
+            continue
+        series = frame[name]
+        values = series
+        bad = pd.Series(False, index=frame.index)
+        what = []
+        if column["type"] in ("integer", "number"):
+            if series.dtype.kind not in "iufb":
+                values = pd.to_numeric(series, errors="coerce")
+                wrong = series.notna() & values.isna()
+                bad |= wrong
+                what += [f"not a number ({int(wrong.sum())})"] if wrong.any() else []
+            if column["type"] == "integer" and values.dtype.kind == "f":
+                fractional = values.notna() & (values % 1 != 0)
+                bad |= fractional
+                what += [f"not whole ({int(fractional.sum())})"] if fractional.any() else []
+        if values.dtype.kind in "iuf":
+            for key, outside in (("min", values < column.get("min", float("-inf"))),
+                                 ("max", values > column.get("max", float("inf")))):
+                if column.get(key) is not None and outside.any():
+                    bad |= outside
+                    what.append(f"{'below' if key == 'min' else 'above'} {column[key]} ({int(outside.sum())})")
+        if column.get("allowed") is not None:
+            outside = values.notna() & ~values.isin(column["allowed"])
+            if outside.any():
+                bad |= outside
+                what.append(f"not in the allowed set ({int(outside.sum())})")
+        if not column["nullable"] and column.get("mostly", 1) >= 1 and name != target:
+            missing = series.isna()
+            if missing.any():
+                bad |= missing
+                what.append(f"missing ({int(missing.sum())})")
+        if bad.any():
+            found[name] = (bad, ", ".join(what))
+    return found

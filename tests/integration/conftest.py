@@ -38,14 +38,18 @@ def registry(registry_uri: str) -> Any:
 @pytest.fixture
 def model_server(
     registry_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[str], str]]:
-    """Start `mlops-airflow serve NAME` as a real process; returns its URL (also set as the server setting)."""
+) -> Iterator[Callable[..., str]]:
+    """Start `mlops-airflow serve [NAME]` as a real process (no name: every model); returns its URL.
+
+    The URL is also set as the server setting, so deploy stages in this test use that server.
+    """
     servers: list[ServerProcess] = []
 
-    def start(model_name: str) -> str:
+    def start(model_name: str | None = None) -> str:
         port = free_port()
-        argv = [str(BIN / "mlops-airflow"), "--registry", registry_uri, "serve", model_name, "--port", str(port)]
-        server = ServerProcess(argv, port, tmp_path / f"server-{model_name}.log")
+        argv = [str(BIN / "mlops-airflow"), "--registry", registry_uri, "serve", *([model_name] if model_name else []),
+                "--port", str(port)]
+        server = ServerProcess(argv, port, tmp_path / f"server-{model_name or 'all'}.log")
         servers.append(server)
         server.wait_healthy()
         monkeypatch.setenv("MLOPS_AIRFLOW_SERVER_URL", server.url)

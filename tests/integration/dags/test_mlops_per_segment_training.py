@@ -1,10 +1,11 @@
-"""The per-segment DAG through a real metadata DB: one model per zone, a bad zone never blocks the rest."""
+"""The per-segment DAG through a real metadata DB: batches of segments, a cascade, a shared model server."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from testsupport import SAMPLE, load_dag
 
@@ -12,7 +13,7 @@ from mlops_airflow.pipeline.segments import read_segments_run
 
 pytestmark = pytest.mark.integration
 DAG_ID = "mlops_per_segment_training"
-FAST = {"estimator": "sklearn.linear_model.LogisticRegression", "estimator_params": {"max_iter": 500}}
+LINEAR = {"estimator": "sklearn.linear_model.LogisticRegression", "estimator_params": {"max_iter": 500}}
 
 
 def segmented_csv(tmp_path: Path) -> str:
@@ -21,45 +22,54 @@ def segmented_csv(tmp_path: Path) -> str:
 
     frame = pd.read_csv(SAMPLE / "trips_2026_01.csv")
     frame = frame[frame["pickup_zone"].isin(["airport", "harbor", "university", "old_town"])].copy()
-    frame.loc[frame["pickup_zone"] == "harbor", "hour"] = 77
-    tiny = frame[frame["pickup_zone"] == "airport"].head(5).assign(pickup_zone="pier 9", trip_id=lambda f: f["trip_id"] + 10**6)
+    frame.loc[frame.index[frame["pickup_zone"] == "harbor"][:4], "hour"] = 77
+    tiny = frame[frame["pickup_zone"] == "airport"].head(5).assign(pickup_zone="stadium", trip_id=lambda f: f["trip_id"] + 10**6)
     path = tmp_path / "zones.csv"
     pd.concat([frame, tiny]).to_csv(path, index=False)
     return str(path)
 
 
-def test_each_segment_is_trained_on_its_own_and_a_failing_one_blocks_none(
-    airflow_db: Path, registry: Any, tmp_path: Path
+def test_each_segment_is_trained_gated_and_served_and_a_failing_one_blocks_none(
+    airflow_db: Path, registry: Any, tmp_path: Path, model_server: Any
 ) -> None:
+    url = model_server()  # one server for every model
     dag = load_dag(f"{DAG_ID}.py")
-    conf = {"data_uri": segmented_csv(tmp_path), "model_prefix": "zone_", **FAST}
+    conf = {"data_uri": segmented_csv(tmp_path), "model_prefix": "zone_", "segments_per_task": 2,
+            "architectures": [{"estimator": "sklearn.dummy.DummyClassifier", "name": "prior"}, LINEAR]}
     run = dag.test(run_conf=conf)
     assert str(run.state) == "success"  # a failed segment is reported, not a failed run (by default)
-    states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
-    assert sorted(m for (t, m) in states if t == "segment.validate") == [0, 1, 2, 3]
+    mapped = {ti.map_index: ti for ti in run.get_task_instances() if ti.task_id == "train_segments"}
+    assert sorted(mapped) == [0, 1]  # three trainable zones, two per task
+    assert mapped[0].rendered_map_index == "airport … old_town (2)" and mapped[1].rendered_map_index == "university"
 
     record = read_segments_run(registry, DAG_ID, run.run_id)
     outcomes = record["segments"]
-    assert set(outcomes) == {"airport", "harbor", "old_town", "university", "pier_9"}
+    assert set(outcomes) == {"airport", "harbor", "old_town", "university", "stadium"}
     harbor = outcomes["harbor"]
-    assert (harbor["outcome"], harbor["stage"]) == ("failed", "validate") and "hour" in harbor["reason"]
-    assert outcomes["pier_9"]["outcome"] == "failed" and "fewer than min_rows=50" in outcomes["pier_9"]["reason"]
-    assert sorted(record["failed"]) == ["harbor", "pier_9"]
+    assert (harbor["outcome"], harbor["stage"]) == ("failed", "validate")
+    assert harbor["reason"] == "rows fail the validation spec: hour: above 23 (4)"
+    assert outcomes["stadium"]["outcome"] == "failed" and "fewer than min_rows=50" in outcomes["stadium"]["reason"]
     good = ["airport", "old_town", "university"]
-    assert sorted(record["promoted"]) == good  # no champion yet: each beats its Dummy baseline
+    assert sorted(record["promoted"]) == good and sorted(record["failed"]) == ["harbor", "stadium"]
+    assert record["architectures"] == {"LogisticRegression": 3}  # the Dummy never passes: the cascade went on
     for zone in good:
-        assert registry.aliases(f"zone_{zone}") == {"champion": 1}
-        manifest = registry.get_version(f"zone_{zone}", 1)
+        model = f"zone_{zone}"
+        assert registry.aliases(model) == {"champion": 1}
+        assert [a["architecture"] for a in outcomes[zone]["attempts"]] == ["prior", "LogisticRegression"]
+        manifest = registry.get_version(model, 1)
         assert manifest["data"]["rows"] == outcomes[zone]["rows"]  # its own rows only
-        assert manifest["lineage"]["train"]["map_index"] >= 0  # trained by a mapped task
+        assert manifest["lineage"]["train"]["trigger"]["dag_id"] == DAG_ID
+        served = httpx.get(f"{url}/models/{model}/metadata", timeout=30).json()  # the shared server serves it
+        assert (served["model_name"], served["version"], served["sha256"]) == (model, 1, manifest["sha256"])
+        assert outcomes[zone]["served"] is True
     assert registry.list_versions("zone_harbor") == []
 
     # Again, asking for a red run: the others still train (now against their champions); the run fails.
-    run = dag.test(run_conf={**conf, "fail_on_segment_failure": True,
+    run = dag.test(run_conf={**conf, "fail_on_segment_failure": True, "architectures": [LINEAR],
                              "gate": {"thresholds": {"roc_auc": {"min": 0.99}}}})
     assert str(run.state) == "failed"
     second = read_segments_run(registry, DAG_ID, run.run_id)
-    assert sorted(second["kept"]) == good and sorted(second["failed"]) == ["harbor", "pier_9"]
+    assert sorted(second["kept"]) == good and sorted(second["failed"]) == ["harbor", "stadium"]
     assert "roc_auc = " in second["segments"]["airport"]["reason"]
     for zone in good:
         assert registry.aliases(f"zone_{zone}") == {"champion": 1}
