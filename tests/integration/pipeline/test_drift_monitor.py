@@ -50,9 +50,9 @@ def test_stable_then_shifted_traffic_through_the_dag(airflow_db: Path, registry:
     # Traffic like the training data: stable, the run ends green and emits nothing.
     send_rows(url, january.sample(n=ROWS, random_state=1))
     wait_logged(registry, MODEL, ROWS)
-    run = dag.test(run_conf={"model_name": MODEL, "min_rows": 300, "policy": POLICY})
+    run = dag.test(run_conf={"models": [MODEL], "min_rows": 300, "policy": POLICY})
     assert str(run.state) == "success"
-    result = xcom_value(run, "check_drift")
+    result = xcom_value(run, "check_drift")["models"][MODEL]
     assert (result["outcome"], result["retrain"], result["rows"]) == ("stable", False, ROWS), result
     assert result["drifted_columns"] == [] and result["version"] == manifest["version"]
     assert asset_events(DRIFT, run.run_id) == []
@@ -63,9 +63,9 @@ def test_stable_then_shifted_traffic_through_the_dag(airflow_db: Path, registry:
         hour=3, fare_usd=lambda f: f["fare_usd"] * 3, payment_type="cash")
     send_rows(url, shifted)
     wait_logged(registry, MODEL, 2 * ROWS)
-    run = dag.test(run_conf={"model_name": MODEL, "min_rows": 300, "policy": POLICY})
+    run = dag.test(run_conf={"models": [MODEL], "min_rows": 300, "policy": POLICY})
     assert str(run.state) == "success"
-    result = xcom_value(run, "check_drift")
+    result = xcom_value(run, "check_drift")["models"][MODEL]
     assert (result["outcome"], result["retrain"], result["rows"]) == ("drifted", True, 2 * ROWS), result
     assert {"hour", "fare_usd", "payment_type"} <= set(result["drifted_columns"])
     assert "pickup_zone" not in result["drifted_columns"]  # unchanged columns do not drift
