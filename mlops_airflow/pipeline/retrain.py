@@ -83,7 +83,7 @@ def plan_retraining(
     *,
     models: Sequence[str] = (),
     alias: str = "champion",
-    fallback_dag_id: str = FALLBACK_DAG_ID,
+    fallback_dag_id: str | None = None,
     limit: int | None = None,
 ) -> dict[str, Any]:
     """One retraining per model asked for, read from each model's ``alias`` manifest.
@@ -98,7 +98,9 @@ def plan_retraining(
     is ``{"dag_id", "conf", "models", "reasons", "source"}`` with ``source`` ``lineage``
     (the recorded trigger) or ``fallback``. Past ``limit`` runs (Airflow's ``max_map_length``)
     the remaining models are ``deferred``, not planned: their monitors will ask again.
+    ``fallback_dag_id`` defaults to :data:`FALLBACK_DAG_ID`.
     """
+    fallback_dag_id = fallback_dag_id or FALLBACK_DAG_ID
     asked: dict[str, list[str]] = {}
     judged: dict[str, set[int]] = {}  # the versions the events were about, per model
     for event in events:

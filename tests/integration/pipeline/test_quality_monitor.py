@@ -21,7 +21,7 @@ from testsupport import (
 )
 
 pytestmark = pytest.mark.integration
-MODEL = "trip_tips"  # mlops_drift_retraining is scheduled on this model's quality asset too
+MODEL = "trip_tips"  # the example monitor DAG's default model
 QUALITY = f"x-mlops://{MODEL}/quality"
 ROWS, PER_REQUEST = 300, 50
 POLICY = {"max_drop": 0.2, "min_rows": 100}  # February is a little harder than January's holdout
