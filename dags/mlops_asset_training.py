@@ -51,6 +51,9 @@ with DAG(
         estimator="{{ params.estimator }}",
         estimator_params="{{ params.estimator_params }}",
         row_key="{{ params.row_key }}",
+        # A run by hand with these Params has no event to read its data from: retraining on drift
+        # goes through mlops_continuous_training instead (mlops_drift_retraining's fallback).
+        retrain_trigger=False,
     )
     evaluate = EvaluateModelOperator(task_id="evaluate", model_name=MODEL, candidate_sha256=train.output["sha256"],
                                      gate="{{ params.gate }}")

@@ -1,13 +1,15 @@
-"""Watch what the model server answers for drift from the champion's training data; ask for retraining.
+"""Watch what the model server answers for drift from each champion's training data; ask for retraining.
 
-    check_drift  -> (only on drift, by policy) asset event x-mlops://<model_name>/drift
+    check_drift  -> (per model, only on drift, by policy) asset event x-mlops://<model>/drift
 
-The server must log a sample of its traffic (`mlops-airflow serve NAME --log-sample-rate 0.1`).
-Each run compares the rows the champion answered in the last `window_hours` with the data it
-was trained on, stores a record and an HTML report under `<model>/monitoring/drift/`, and ends
-green whatever it found. Too few rows decide nothing. Schedule training on the event, e.g.
-`schedule=drift_asset("trip_tips")`, or with a clock:
-`AssetOrTimeSchedule(timetable=CronTriggerTimetable("@daily", timezone="UTC"), assets=drift_asset("trip_tips"))`.
+The server must log a sample of its traffic (`mlops-airflow serve --log-sample-rate 0.1`).
+Each run checks every model of `models` in turn (names, or glob patterns such as `trips_*`
+for the models that logged in the window): it compares the rows each champion answered in
+the last `window_hours` with the data it was trained on, stores a record and an HTML report
+under `<model>/monitoring/drift/`, and ends green whatever it found. Too few rows decide
+nothing; a model that cannot be checked is listed under `failed` and never stops the others.
+`mlops_drift_retraining` is scheduled on every model's event (through the alias `mlops_drift`);
+for one model alone, schedule on `drift_asset("trip_tips")`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ with DAG(
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},  # transient storage errors only
     tags=["mlops", "monitoring", "triggers"],
     params={
-        "model_name": Param("trip_tips", type="string", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"),
+        "models": Param(["trip_tips"], type="array", minItems=1,
+                        items={"type": "string", "minLength": 1},  # names and patterns are checked by the task
+                        description="Model names, or glob patterns (trips_*) for the models that logged in the window"),
         "alias": Param("champion", type="string", description="The alias whose version is judged"),
         "window_hours": Param(24, type="number", exclusiveMinimum=0, description="Hours of traffic, up to the run"),
         "min_rows": Param(300, type="integer", minimum=1, description="Fewer logged rows: no decision"),
@@ -40,7 +44,7 @@ with DAG(
 ) as dag:
     DriftMonitorOperator(
         task_id="check_drift",
-        model_name="{{ params.model_name }}",
+        models="{{ params.models }}",
         alias="{{ params.alias }}",
         window_hours="{{ params.window_hours }}",
         until="{{ dag_run.run_after }}",  # the window ends when the run was due: a re-run checks the same rows

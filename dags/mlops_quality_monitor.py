@@ -1,15 +1,18 @@
-"""Score the champion's served answers against labels that arrived later; ask for retraining when quality drops.
+"""Score each champion's served answers against labels that arrived later; ask for retraining when quality drops.
 
-    check_quality  -> (only below policy) asset event x-mlops://<model_name>/quality
+    check_quality  -> (per model, only below policy) asset event x-mlops://<model>/quality
 
-The server must log a sample of its traffic (`mlops-airflow serve NAME --log-sample-rate 0.1`),
-and the true outcomes must land in a feedback file (CSV/Parquet: the label and a join key,
-`request_id` + `row` or a row-key column such as `trip_id`). Each run joins the labels to the
-rows the champion answered in the last `window_hours`, computes the live metric (the gate's
-primary one by default), compares it with the champion's holdout value, stores a record under
-`<model>/monitoring/quality/`, and ends green whatever it found. Too few labelled rows decide
-nothing; a drop found again within `cooldown_hours` of asking is recorded without a second
-event. `mlops_drift_retraining` is scheduled on the event (and on the drift monitor's).
+The server must log a sample of its traffic (`mlops-airflow serve --log-sample-rate 0.1`),
+and the true outcomes must land in a feedback file per model (`feedback_uri`, where `{model}`
+stands for the model's name; CSV/Parquet: the label and a join key, `request_id` + `row` or a
+row-key column such as `trip_id`). Each run checks every model of `models` in turn (names, or
+glob patterns such as `trips_*` for the models that logged in the window): it joins the labels
+to the rows the champion answered in the last `window_hours`, computes the live metric (the
+gate's primary one by default), compares it with the champion's holdout value, stores a record
+under `<model>/monitoring/quality/`, and ends green whatever it found. Too few labelled rows
+decide nothing; a drop found again within `cooldown_hours` of asking is recorded without a
+second event; a model that cannot be checked (no feedback file, say) is listed under `failed`
+and never stops the others. `mlops_drift_retraining` is scheduled on every model's event.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ with DAG(
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},  # transient storage errors only
     tags=["mlops", "monitoring", "triggers"],
     params={
-        "model_name": Param("trip_tips", type="string", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"),
-        "feedback_uri": Param("s3://mlops-feedback/trip_tips/latest.csv", type="string", minLength=1,
-                              description="CSV/Parquet of true labels with the join key"),
+        "models": Param(["trip_tips"], type="array", minItems=1,
+                        items={"type": "string", "minLength": 1},  # names and patterns are checked by the task
+                        description="Model names, or glob patterns (trips_*) for the models that logged in the window"),
+        "feedback_uri": Param("s3://mlops-feedback/{model}/latest.csv", type="string", minLength=1,
+                              description="CSV/Parquet of true labels with the join key; {model}: each model's name"),
         "label": Param("tipped", type="string", minLength=1, description="The feedback's label column"),
         "key": Param("request_id", type="string", minLength=1,
                      description="request_id (the answer's X-Request-ID, + row) or a row-key column, e.g. trip_id"),
@@ -46,7 +51,7 @@ with DAG(
 ) as dag:
     QualityMonitorOperator(
         task_id="check_quality",
-        model_name="{{ params.model_name }}",
+        models="{{ params.models }}",
         feedback_uri="{{ params.feedback_uri }}",
         label_column="{{ params.label }}",
         join_key="{{ params.key }}",

@@ -31,6 +31,7 @@ _EXPORTS = {
     "S3NewDataSensor": "mlops_airflow.sensors.s3",
     "DriftMonitorOperator": "mlops_airflow.operators.monitor",
     "QualityMonitorOperator": "mlops_airflow.operators.monitor",
+    "PlanRetrainingOperator": "mlops_airflow.operators.retrain",
     "RegistryHook": "mlops_airflow.hooks.registry",
     "ModelRegistry": "mlops_airflow.registry",
     "open_registry": "mlops_airflow.registry",

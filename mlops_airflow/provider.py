@@ -22,6 +22,7 @@ OPERATOR_MODULES = [
     "mlops_airflow.operators.cleanup",
     "mlops_airflow.operators.watermark",
     "mlops_airflow.operators.monitor",
+    "mlops_airflow.operators.retrain",
 ]
 
 

@@ -63,6 +63,30 @@ class MlopsBaseOperator(BaseOperator):
         return self.hook.get_registry()
 
     @staticmethod
+    def string_list(value: Any, name: str) -> list[str]:
+        """A templated list of names as a list: a DAG not rendering native objects hands over its text.
+
+        Text is a list literal (``['a', 'b']``, as Jinja prints one) or names split by commas
+        or spaces. :class:`~mlops_airflow.exceptions.ConfigError` naming ``name`` otherwise.
+        """
+        import ast
+        import re
+
+        from mlops_airflow.exceptions import ConfigError
+
+        if value is None:
+            return []
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                value = ast.literal_eval(text) if text.startswith("[") else [p for p in re.split(r"[,\s]+", text) if p]
+            except (ValueError, SyntaxError) as exc:
+                raise ConfigError(f"{name}={text!r} is not a list of names") from exc
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name}={value!r} must be a list of names")
+        return list(value)
+
+    @staticmethod
     def lineage(context: Context) -> dict[str, Any]:
         ti = context["ti"]
         return {

@@ -18,7 +18,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.providers.cncf.kubernetes.secret import Secret
 from kubernetes.client import models as k8s
 
-from mlops_airflow.operators.train import TRAINING_FIELDS, training_arguments
+from mlops_airflow.operators.train import TRAINING_FIELDS, training_arguments, training_lineage
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -64,6 +64,8 @@ class KubernetesTrainOperator(KubernetesPodOperator):
     :param registry_uri: the registry root the pod writes to; default from settings (templated).
     :param conn_id: Airflow connection giving the S3 endpoint and region (its credentials are not forwarded).
     :param credentials_secret: name of a Kubernetes Secret whose keys become the pod's environment.
+    :param retrain_trigger: record in the lineage that this DAG, with this run's Params, retrains
+        the model (as ``TrainModelOperator`` does).
     """
 
     template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, *TRAINING_FIELDS, "registry_uri")
@@ -85,6 +87,7 @@ class KubernetesTrainOperator(KubernetesPodOperator):
         registry_uri: str | None = None,
         conn_id: str = "mlops_s3",
         credentials_secret: str | None = None,
+        retrain_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("do_xcom_push"):
@@ -109,6 +112,7 @@ class KubernetesTrainOperator(KubernetesPodOperator):
         self.registry_uri = registry_uri
         self.conn_id = conn_id
         self.credentials_secret = credentials_secret
+        self.retrain_trigger = retrain_trigger
         self._env_set_by_us: frozenset[str] = frozenset()
 
     @cached_property
@@ -120,10 +124,9 @@ class KubernetesTrainOperator(KubernetesPodOperator):
 
     def training_request(self, context: Context | None) -> dict[str, Any]:
         """The JSON request the pod's entrypoint receives (see :mod:`mlops_airflow.pipeline.entrypoint`)."""
-        from mlops_airflow.operators.base import MlopsBaseOperator
         from mlops_airflow.registry import idempotency_key
 
-        lineage = MlopsBaseOperator.lineage(context) if context else {}
+        lineage = training_lineage(context, retrain_trigger=self.retrain_trigger) if context else {}
         claim = (idempotency_key(lineage["dag_id"], lineage["run_id"], lineage["task_id"], lineage["map_index"])
                  + f"/try-{lineage['try_number']}") if lineage else "dry-run"
         return {**training_arguments(self), "lineage": {**lineage, "pod": True}, "claim": claim}

@@ -42,6 +42,22 @@ def training_arguments(task: Any) -> dict[str, Any]:
     }
 
 
+def training_lineage(context: Context, *, retrain_trigger: bool = True) -> dict[str, Any]:
+    """What the train stage records about its run: dag, run, task, map index, try and how to retrain.
+
+    ``trigger`` (unless ``retrain_trigger`` is False) is
+    :func:`~mlops_airflow.pipeline.retrain.trigger_record`: this DAG with this run's Params,
+    which the drift/quality retraining follows for this model. One reading for
+    :class:`TrainModelOperator` and the pod operator.
+    """
+    from mlops_airflow.pipeline.retrain import trigger_record
+
+    lineage = MlopsBaseOperator.lineage(context)
+    if retrain_trigger:
+        lineage["trigger"] = trigger_record(lineage["dag_id"], context.get("params") or {})
+    return lineage
+
+
 class TrainModelOperator(MlopsBaseOperator):
     """Fit an allowlisted scikit-learn estimator inside the default preprocessing, or a factory's pipeline.
 
@@ -60,6 +76,9 @@ class TrainModelOperator(MlopsBaseOperator):
         empty: no tuning (templated).
     :param tuning: search options (method, cv, n_candidates, factor, scoring, random_state,
         top_k) (templated).
+    :param retrain_trigger: record in the lineage that this DAG, with this run's Params,
+        retrains the model (what ``mlops_drift_retraining`` triggers). False where a run by
+        hand with the same Params cannot retrain it, e.g. a DAG fed by an asset event.
     """
 
     template_fields: Sequence[str] = ("registry_uri", *TRAINING_FIELDS)
@@ -78,6 +97,7 @@ class TrainModelOperator(MlopsBaseOperator):
         pipeline_factory: str | None = None,
         search_space: dict[str, Any] | None = None,
         tuning: dict[str, Any] | None = None,
+        retrain_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -90,11 +110,13 @@ class TrainModelOperator(MlopsBaseOperator):
         self.pipeline_factory = pipeline_factory
         self.search_space = search_space
         self.tuning = tuning
+        self.retrain_trigger = retrain_trigger
 
     def run(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.pipeline.train import run_training, short_candidate
 
-        record = run_training(self.registry, **training_arguments(self), lineage=self.lineage(context))
+        record = run_training(self.registry, **training_arguments(self),
+                              lineage=training_lineage(context, retrain_trigger=self.retrain_trigger))
         self.log.info(
             "Trained %s (%s) in %ss: candidate %s (%d bytes)",
             record["estimator"], record["task_type"], record["fit_seconds"], record["sha256"][:12], record["size_bytes"],

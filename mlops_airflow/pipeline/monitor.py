@@ -7,7 +7,8 @@ the validation stage's drift checks (:func:`~mlops_airflow.validation.compute_dr
 The decision is data: a JSON record (schema ``drift``) and an HTML report under
 ``<model>/monitoring/drift/``. A retraining trigger reads ``retrain``.
 :func:`monitor_quality` is the same kind of check for labels that arrive later: it scores
-a window of those rows with :func:`~mlops_airflow.evaluation.live.live_quality`.
+a window of those rows with :func:`~mlops_airflow.evaluation.live.live_quality`. Both judge
+one model; :func:`monitored_models` says which models a many-model check covers.
 
 Policy (all optional)::
 
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,6 +38,7 @@ from mlops_airflow.exceptions import ConfigError, ValidationSpecError
 
 if TYPE_CHECKING:
     from mlops_airflow.registry import ModelRegistry
+    from mlops_airflow.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,36 @@ def monitor_window(window_hours: float | None, since: datetime | str | None,
     if start >= end:
         raise ConfigError(f"the window is empty: since {start.isoformat()} is not before until {end.isoformat()}")
     return start, end
+
+
+#: A model name, or a shell-style pattern over names (``*``, ``?``, ``[...]``).
+_PATTERN = re.compile(r"^[A-Za-z0-9_.*?!\[\]-]{1,128}$")
+
+
+def monitored_models(store: ArtifactStore, models: Sequence[str], since: datetime, until: datetime) -> list[str]:
+    """The models a many-model check covers, each once: names as given, then the matches of glob patterns.
+
+    A name is checked whether or not it logged (no rows is a finding: ``insufficient_data``);
+    a pattern (``trips_*``) stands for the models whose names match and that logged in
+    ``[since, until)`` in ``store`` (:func:`~mlops_airflow.serving.logs.logged_models`,
+    which lists model and ``date=`` folders, never every log file). :class:`ConfigError`
+    names an entry that is neither.
+    """
+    from mlops_airflow.registry.registry import check_name
+    from mlops_airflow.serving.logs import logged_models
+
+    names: list[str] = []
+    patterns: list[str] = []
+    for entry in models:
+        if isinstance(entry, str) and any(ch in entry for ch in "*?["):
+            if not _PATTERN.match(entry):
+                raise ConfigError(f"models: {entry!r} is not a model name pattern (letters, digits, _.- and * ? [ ])")
+            patterns.append(entry)
+        else:
+            names.append(check_name(entry, "models entry"))
+    if patterns:
+        names += logged_models(store, since, until, patterns=patterns)
+    return list(dict.fromkeys(names))
 
 
 def monitor_drift(

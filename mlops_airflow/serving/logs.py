@@ -12,11 +12,15 @@ Layout (JSON lines, one line per served row)::
 appends to an in-memory buffer on the request path; a background thread writes files
 when ``flush_rows`` rows are waiting, every ``flush_seconds``, and at shutdown. A full
 buffer drops rows and a store failure drops the batch: both are counted and logged,
-neither ever fails a request. :func:`read_prediction_logs` reads them back as a frame.
+neither ever fails a request. :func:`read_prediction_logs` reads them back as a frame, and
+:func:`logged_models` finds the models that logged in a window; both list folders
+(models, ``date=`` partitions) before files, so their cost follows the window, not the
+history kept or the number of models.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -26,6 +30,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -249,6 +254,47 @@ def _partition_date(key: str) -> date | None:
     return None
 
 
+def log_partitions(
+    store: ArtifactStore,
+    model: str,
+    since: datetime | date | str | None = None,
+    until: datetime | date | str | None = None,
+) -> list[str]:
+    """Prefixes of ``model``'s ``date=`` partitions that can hold rows logged in ``[since, until)``, oldest first.
+
+    One listing of the model's partition folders, not of its files: the cost of finding a
+    window does not grow with the logs kept outside it.
+    """
+    start, end = _as_datetime(since), _as_datetime(until)
+    first_day = start.date() if start else None
+    # a row at 00:00:00.5 of the day after `until` is excluded, but its file is in that day's partition
+    last_day = (end - timedelta(microseconds=1)).date() if end else None
+    partitions = []
+    for name in store.list_folders(model_prefix(model)):
+        day = _partition_date(name)
+        if day is None or (first_day and day < first_day) or (last_day and day > last_day):
+            continue
+        partitions.append(f"{model_prefix(model)}/{name}")
+    return partitions
+
+
+def logged_models(
+    store: ArtifactStore,
+    since: datetime | date | str | None = None,
+    until: datetime | date | str | None = None,
+    *,
+    patterns: Sequence[str] = ("*",),
+) -> list[str]:
+    """The models whose names match one of ``patterns`` (shell-style) and that logged in ``[since, until)``, sorted.
+
+    Lists the model folders and each matching model's ``date=`` folders, never the log
+    files: a day with a partition counts (the partition may hold rows just outside the window).
+    """
+    names = [name for name in store.list_folders(PREFIX)
+             if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)]
+    return [name for name in names if log_partitions(store, name, since, until)]
+
+
 def read_prediction_logs(
     store_or_uri: ArtifactStore | str,
     model: str,
@@ -264,38 +310,32 @@ def read_prediction_logs(
     unless ``--log-uri`` was given). One row per served row: the feature columns under
     their own names, then ``_ts`` (UTC timestamps), ``_model_name``, ``_version``,
     ``_request_id``, ``_row``, ``_prediction`` and, for classifiers, ``_proba_<class>``
-    per class. Only the date partitions that can hold matching rows are read.
+    per class. Only the date partitions that can hold matching rows are listed and read
+    (:func:`log_partitions`), and within them only ``version``'s folder when it is given.
     """
     import pandas as pd
 
     store = open_store(store_or_uri, s3_client=s3_client) if isinstance(store_or_uri, str) else store_or_uri
     start, end = _as_datetime(since), _as_datetime(until)
-    first_day = start.date() if start else None
-    # a row at 00:00:00.5 of the day after `until` is excluded, but its file is in that day's partition
-    last_day = (end - timedelta(microseconds=1)).date() if end else None
     records: list[dict[str, Any]] = []
-    for key in store.list(model_prefix(model)):
-        if not key.endswith(".jsonl"):
-            continue
-        day = _partition_date(key)
-        if day is None or (first_day and day < first_day) or (last_day and day > last_day):
-            continue
-        if version is not None and f"/version={version}/" not in key:
-            continue
-        for line in store.read_bytes(key).decode().splitlines():
-            if not line.strip():
+    for partition in log_partitions(store, model, start, end):
+        for key in store.list(partition if version is None else f"{partition}/version={version}"):
+            if not key.endswith(".jsonl"):
                 continue
-            record = json.loads(line)
-            ts = datetime.fromisoformat(record["ts"])
-            if (start and ts < start) or (end and ts >= end):
-                continue
-            flat: dict[str, Any] = dict(record.get("features") or {})
-            flat.update({"_ts": ts, "_model_name": record["model_name"], "_version": record["version"],
-                         "_request_id": record["request_id"], "_row": record["row"],
-                         "_prediction": record.get("prediction")})
-            for label, p in (record.get("probabilities") or {}).items():
-                flat[f"_proba_{label}"] = p
-            records.append(flat)
+            for line in store.read_bytes(key).decode().splitlines():
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                ts = datetime.fromisoformat(record["ts"])
+                if (start and ts < start) or (end and ts >= end):
+                    continue
+                flat: dict[str, Any] = dict(record.get("features") or {})
+                flat.update({"_ts": ts, "_model_name": record["model_name"], "_version": record["version"],
+                             "_request_id": record["request_id"], "_row": record["row"],
+                             "_prediction": record.get("prediction")})
+                for label, p in (record.get("probabilities") or {}).items():
+                    flat[f"_proba_{label}"] = p
+                records.append(flat)
     if not records:
         return pd.DataFrame(columns=META_COLUMNS)
     frame = pd.DataFrame.from_records(records)

@@ -65,6 +65,15 @@ class ArtifactStore(ABC):
     def delete(self, key: str) -> None:
         """Remove an object (no error if absent)."""
 
+    def list_folders(self, prefix: str = "") -> builtins.list[str]:
+        """Names of the folders directly below ``prefix`` (the next path part of the keys under it), sorted.
+
+        For layouts partitioned by name (``predictions/<model>/date=...``): backends answer
+        without listing the objects below those folders. This default does list them all.
+        """
+        head = f"{prefix.rstrip('/')}/" if prefix else ""
+        return sorted({key[len(head):].split("/", 1)[0] for key in self.list(prefix) if "/" in key[len(head):]})
+
     def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         """Like :meth:`list`, with each object's size, modification time and change token."""
         from mlops_airflow.exceptions import StorageError

@@ -126,6 +126,13 @@ class LocalStore(ArtifactStore):
                 keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
         return sorted(keys)
 
+    def list_folders(self, prefix: str = "") -> builtins.list[str]:
+        base = self._path(prefix) if prefix else self.root
+        try:
+            return sorted(entry.name for entry in os.scandir(base) if entry.is_dir() and not entry.name.startswith("."))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
     def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         infos = []
         for key in self.list(prefix):

@@ -134,6 +134,21 @@ class S3Store(ArtifactStore):
     def list(self, prefix: str = "") -> builtins.list[str]:
         return [info.key for info in self.list_info(prefix)]
 
+    def list_folders(self, prefix: str = "") -> builtins.list[str]:
+        full = self._key(prefix)
+        if full and not full.endswith("/"):
+            full += "/"
+
+        def collect() -> builtins.list[str]:
+            # Delimiter: S3 answers with the common prefixes, never the objects below them.
+            names: list[str] = []
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+                names.extend(item["Prefix"][len(full):].rstrip("/") for item in page.get("CommonPrefixes", []))
+            return names
+
+        return sorted(name for name in self._call("list", prefix, collect) if name)
+
     def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         full = self._key(prefix)
         if prefix and not full.endswith("/"):

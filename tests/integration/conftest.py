@@ -69,10 +69,10 @@ def build_version(registry: Any) -> Callable[..., dict[str, Any]]:
     from mlops_airflow.pipeline.validate import run_validation
 
     def build(model_name: str, data_uri: str, *, promote: bool = True, gate: Any = None, key: str = "k",
-              estimator: str | None = "auto") -> dict[str, Any]:
+              estimator: str | None = "auto", lineage: dict[str, Any] | None = None) -> dict[str, Any]:
         summary = run_validation(registry, model_name=model_name, data_uri=data_uri, target="tipped", validation=str(SPEC))
         candidate = run_training(registry, model_name=model_name, dataset_uri=summary["dataset_uri"], target="tipped",
-                                 row_key="trip_id", estimator=estimator)
+                                 row_key="trip_id", estimator=estimator, lineage=lineage)
         verdict = run_evaluation(registry, model_name=model_name, candidate_sha256=candidate["sha256"], gate=gate)
         manifest = run_registration(registry, model_name=model_name, candidate_sha256=candidate["sha256"],
                                     verdict_uri=verdict["verdict_uri"], idempotency_key=key)

@@ -63,6 +63,8 @@ def test_new_data_is_validated_emits_an_asset_event_and_trains(
     champion = registry.get_version(MODEL, registry.aliases(MODEL)["champion"])
     assert champion["data"]["dataset_uri"] == extra["dataset_uri"]
     assert champion["data"]["fingerprint"] == extra["fingerprint"]
+    # A run by hand with this DAG's Params has no event to train from: it records no way to retrain.
+    assert "trigger" not in champion["lineage"]["train"]
 
 
 def test_failed_validation_emits_no_asset_event(airflow_db: Path, registry: Any, landing: str, s3_client: Any,

@@ -24,7 +24,7 @@ from mlops_airflow.exceptions import ModelNotFound
 from mlops_airflow.pipeline.monitor import monitor_drift
 
 pytestmark = pytest.mark.integration
-MODEL = "trip_tips"  # mlops_drift_retraining is scheduled on this model's drift asset
+MODEL = "trip_tips"  # the example monitor DAG's default model
 DRIFT = f"x-mlops://{MODEL}/drift"
 ROWS = 400  # per kind of traffic; min_rows is 300
 POLICY = {"ks_pvalue": 0, "chi2_pvalue": 0}  # PSI and unseen categories decide, as in the example DAG
@@ -50,9 +50,9 @@ def test_stable_then_shifted_traffic_through_the_dag(airflow_db: Path, registry:
     # Traffic like the training data: stable, the run ends green and emits nothing.
     send_rows(url, january.sample(n=ROWS, random_state=1))
     wait_logged(registry, MODEL, ROWS)
-    run = dag.test(run_conf={"model_name": MODEL, "min_rows": 300, "policy": POLICY})
+    run = dag.test(run_conf={"models": [MODEL], "min_rows": 300, "policy": POLICY})
     assert str(run.state) == "success"
-    result = xcom_value(run, "check_drift")
+    result = xcom_value(run, "check_drift")["models"][MODEL]
     assert (result["outcome"], result["retrain"], result["rows"]) == ("stable", False, ROWS), result
     assert result["drifted_columns"] == [] and result["version"] == manifest["version"]
     assert asset_events(DRIFT, run.run_id) == []
@@ -63,9 +63,9 @@ def test_stable_then_shifted_traffic_through_the_dag(airflow_db: Path, registry:
         hour=3, fare_usd=lambda f: f["fare_usd"] * 3, payment_type="cash")
     send_rows(url, shifted)
     wait_logged(registry, MODEL, 2 * ROWS)
-    run = dag.test(run_conf={"model_name": MODEL, "min_rows": 300, "policy": POLICY})
+    run = dag.test(run_conf={"models": [MODEL], "min_rows": 300, "policy": POLICY})
     assert str(run.state) == "success"
-    result = xcom_value(run, "check_drift")
+    result = xcom_value(run, "check_drift")["models"][MODEL]
     assert (result["outcome"], result["retrain"], result["rows"]) == ("drifted", True, 2 * ROWS), result
     assert {"hour", "fare_usd", "payment_type"} <= set(result["drifted_columns"])
     assert "pickup_zone" not in result["drifted_columns"]  # unchanged columns do not drift
@@ -119,17 +119,3 @@ def test_insufficient_data_versions_and_a_missing_champion(registry: Any, served
 
     with pytest.raises(ModelNotFound, match="model 'nobody' has no alias 'champion'"):
         monitor_drift(registry, "nobody")
-
-
-def test_the_retraining_dag_starts_continuous_training(airflow_db: Path) -> None:
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-
-    unpause_dag("mlops_continuous_training")  # serialized in the DB: the trigger needs the target DAG there
-    run = load_dag("mlops_drift_retraining.py").test()
-    assert str(run.state) == "success"
-    triggered = xcom_value(run, "retrain", "trigger_run_id")
-    with create_session() as session:
-        started = session.query(DagRun).filter_by(dag_id="mlops_continuous_training", run_id=triggered).one()
-        assert started.conf == {"model_name": MODEL}
-        session.delete(started)  # queued only: no scheduler here; leave no run behind for other tests

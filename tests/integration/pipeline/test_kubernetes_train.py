@@ -31,7 +31,7 @@ CONN = {"conn_type": "mlops_s3", "login": "AKIAEXAMPLEKEY", "password": "very-se
 
 def fake_context(try_number: int = 1) -> dict[str, Any]:
     ti = SimpleNamespace(dag_id="ct", run_id="manual__1", task_id="train", map_index=-1, try_number=try_number)
-    return {"ti": ti, "run_id": ti.run_id, "dag": SimpleNamespace()}
+    return {"ti": ti, "run_id": ti.run_id, "dag": SimpleNamespace(), "params": {"model_name": "trips"}}
 
 
 def test_the_pod_spec_runs_the_entrypoint_with_resources_secrets_and_no_inline_credentials(
@@ -65,6 +65,8 @@ def test_the_pod_spec_runs_the_entrypoint_with_resources_secrets_and_no_inline_c
     assert request["claim"] == "ct/manual__1/train/-1/try-2"
     assert (request["model_name"], request["target"], request["search_space"]) == ("trips", "tipped", {"C": [0.1, 1.0]})
     assert request["estimator_params"] == {"max_iter": 300} and request["lineage"]["run_id"] == "manual__1"
+    # As in-process training: the manifest will say how to retrain this model (this DAG, this run's Params).
+    assert request["lineage"]["trigger"] == {"dag_id": "ct", "conf": {"model_name": "trips"}}
     check_request(request)  # what the entrypoint will accept
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env == {"OMP_NUM_THREADS": "2", "MLOPS_AIRFLOW_REGISTRY_URI": "s3://models/registry",

@@ -21,7 +21,7 @@ from testsupport import (
 )
 
 pytestmark = pytest.mark.integration
-MODEL = "trip_tips"  # mlops_drift_retraining is scheduled on this model's quality asset too
+MODEL = "trip_tips"  # the example monitor DAG's default model
 QUALITY = f"x-mlops://{MODEL}/quality"
 ROWS, PER_REQUEST = 300, 50
 POLICY = {"max_drop": 0.2, "min_rows": 100}  # February is a little harder than January's holdout
@@ -46,13 +46,13 @@ def test_good_then_dropped_quality_through_the_dag(airflow_db: Path, registry: A
     wait_logged(registry, MODEL, ROWS)
     dag = load_dag("mlops_quality_monitor.py")
     unpause_dag("mlops_drift_retraining")
-    conf = {"model_name": MODEL, "label": "tipped", "key": "request_id", "policy": POLICY}
+    conf = {"models": [MODEL], "label": "tipped", "key": "request_id", "policy": POLICY}
 
     # The true labels: the model does about as well as on its holdout; green, recorded, no event.
     good = feedback(tmp_path, "good.csv", request_ids, february["tipped"])
     run = dag.test(run_conf={**conf, "feedback_uri": good})
     assert str(run.state) == "success"
-    result = xcom_value(run, "check_quality")
+    result = xcom_value(run, "check_quality")["models"][MODEL]
     assert (result["decision"], result["retrain"], result["labelled_rows"]) == ("ok", False, ROWS), result
     assert result["metric"] == "roc_auc" and result["version"] == manifest["version"]
     assert result["live_value"] > manifest["metrics"]["roc_auc"] - POLICY["max_drop"]
@@ -60,10 +60,11 @@ def test_good_then_dropped_quality_through_the_dag(airflow_db: Path, registry: A
     assert not asset_queued_for("mlops_drift_retraining", QUALITY)
 
     # The world changed (every label flipped): quality dropped, one event asks for retraining.
-    flipped = feedback(tmp_path, "flipped.csv", request_ids, 1 - february["tipped"])
-    run = dag.test(run_conf={**conf, "feedback_uri": flipped})
+    flipped = feedback(tmp_path, f"{MODEL}-flipped.csv", request_ids, 1 - february["tipped"])
+    per_model = str(tmp_path / "{model}-flipped.csv")  # one feedback file per model: {model} is each one's name
+    run = dag.test(run_conf={**conf, "feedback_uri": per_model})
     assert str(run.state) == "success"  # a finding, not a failure
-    result = xcom_value(run, "check_quality")
+    result = xcom_value(run, "check_quality")["models"][MODEL]
     assert (result["decision"], result["retrain"], result["labelled_rows"]) == ("retrain", True, ROWS), result
     assert "more than 0.2 worse than the holdout's" in result["reason"]
     events = asset_events(QUALITY, run.run_id)
@@ -74,13 +75,14 @@ def test_good_then_dropped_quality_through_the_dag(airflow_db: Path, registry: A
     assert asset_queued_for("mlops_drift_retraining", QUALITY)  # the scheduler would start retraining
     record = json.loads(registry.store.read_bytes(result["record_uri"].removeprefix(registry.store.uri + "/")))
     assert record["retrain"] is True and record["feedback_uri"] == flipped and record["policy"]["max_drop"] == 0.2
+    assert record["metric"] == "roc_auc"
 
     # The next run finds the same drop within the cooldown: recorded, green, no second event.
-    run = dag.test(run_conf={**conf, "feedback_uri": flipped})
+    run = dag.test(run_conf={**conf, "feedback_uri": per_model})
     assert str(run.state) == "success"
-    again = xcom_value(run, "check_quality")
+    again = xcom_value(run, "check_quality")["models"][MODEL]
     assert (again["decision"], again["retrain"]) == ("retrain", False), again
-    assert "no retraining: asked for at " + result["checked_at"] in again["reason"]
+    assert "no retraining: asked for at " + record["checked_at"] in again["reason"]
     assert asset_events(QUALITY, run.run_id) == []
 
     # Feedback without the label column fails the task at once, naming the column; no event.

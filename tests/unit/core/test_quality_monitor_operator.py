@@ -14,8 +14,8 @@ def test_operator_contract() -> None:
     from mlops_airflow.operators.monitor import QUALITY_ALIAS, QualityMonitorOperator, quality_asset
 
     assert tuple(QualityMonitorOperator.template_fields) == (
-        "registry_uri", "model_name", "feedback_uri", "label_column", "join_key", "alias", "window_hours", "until",
-        "since", "policy", "log_uri",
+        "registry_uri", "model_name", "models", "feedback_uri", "label_column", "join_key", "alias", "window_hours",
+        "until", "since", "policy", "log_uri",
     )
     op = QualityMonitorOperator(task_id="check", model_name="m", feedback_uri="f.csv", label_column="y")
     # An alias, not an Asset: Airflow emits an event for every Asset outlet on success, drop or not.

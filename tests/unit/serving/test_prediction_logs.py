@@ -12,9 +12,16 @@ from fastapi.testclient import TestClient
 
 from mlops_airflow.exceptions import StorageError
 from mlops_airflow.serving.app import create_app
-from mlops_airflow.serving.logs import META_COLUMNS, PredictionLogger, read_prediction_logs
+from mlops_airflow.serving.logs import (
+    META_COLUMNS,
+    PredictionLogger,
+    log_partitions,
+    logged_models,
+    read_prediction_logs,
+)
 from mlops_airflow.serving.metrics import ServerMetrics
 from mlops_airflow.storage import open_store
+from mlops_airflow.storage.local import LocalStore
 
 GOOD = {"hour": 7, "passengers": 2, "fare": 12.5, "payment_type": "card"}
 
@@ -65,6 +72,45 @@ def test_since_and_until_select_by_timestamp_and_skip_other_days(tmp_path: Any) 
     assert read_prediction_logs(store, "taxi", since=datetime(2026, 1, 2, 6).date(),
                                 until="2026-01-03")["_request_id"].tolist() == [
         "2026-01-02T00:00:00+00:00", "2026-01-02T12:00:00+00:00"]
+
+
+class ListingStore(LocalStore):
+    """A local store that records what is listed: the window must never cost a listing of every log file."""
+
+    def __init__(self, root: Any) -> None:
+        super().__init__(root)
+        self.listed: list[str] = []
+
+    def list(self, prefix: str = "") -> list[str]:
+        self.listed.append(prefix)
+        return super().list(prefix)
+
+    def list_folders(self, prefix: str = "") -> list[str]:
+        self.listed.append(f"folders:{prefix}")
+        return super().list_folders(prefix)
+
+
+def test_a_window_lists_only_its_partitions_and_finds_the_models_that_logged(tmp_path: Any) -> None:
+    store = ListingStore(tmp_path)
+    line = json.dumps({"ts": "2026-01-10T08:00:00+00:00", "model_name": "m", "version": 2, "request_id": "r",
+                       "row": 0, "features": {"hour": 1}, "prediction": 0})
+    for model, days in {"trips_a": ["2026-01-01", "2026-01-10"], "trips_b": ["2026-01-10"],
+                        "trips_old": ["2026-01-01"], "churn": ["2026-01-10"]}.items():
+        for day in days:
+            for version in (2, 3):
+                store.write_bytes(f"predictions/{model}/date={day}/version={version}/x.jsonl", line.encode())
+    since, until = datetime(2026, 1, 10, tzinfo=UTC), datetime(2026, 1, 11, tzinfo=UTC)
+
+    assert logged_models(store, since, until, patterns=["trips_*"]) == ["trips_a", "trips_b"]
+    assert logged_models(store, since, until) == ["churn", "trips_a", "trips_b"]
+    assert store.listed and all(entry.startswith("folders:") for entry in store.listed)  # folders, never files
+
+    store.listed.clear()
+    rows = read_prediction_logs(store, "trips_a", since, until, version=2)
+    assert len(rows) == 1 and rows["_version"].tolist() == [2]
+    assert store.listed == ["folders:predictions/trips_a", "predictions/trips_a/date=2026-01-10/version=2"]
+    assert log_partitions(store, "trips_a") == ["predictions/trips_a/date=2026-01-01",
+                                                "predictions/trips_a/date=2026-01-10"]
 
 
 def test_sampling_rate_zero_logs_nothing_and_a_fraction_logs_about_that_fraction(tmp_path: Any) -> None:
