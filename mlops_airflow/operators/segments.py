@@ -121,6 +121,7 @@ class TrainSegmentsOperator(MlopsBaseOperator):
         import json
         from collections import Counter
 
+        from mlops_airflow.pipeline.retrain import trigger_record
         from mlops_airflow.pipeline.segments import check_architectures, train_segment_batch
         from mlops_airflow.registry.registry import idempotency_key
 
@@ -147,7 +148,7 @@ class TrainSegmentsOperator(MlopsBaseOperator):
             architectures=architectures, row_key=self.row_key or None, gate=self.gate or None,
             gate_base_dir=dag_folder(context),
             target_factory=self._target_factory(), by=f"{ti.dag_id}/{ti.run_id}",
-            lineage={**lineage, "trigger": {"dag_id": ti.dag_id, "conf": params}},
+            lineage={**lineage, "trigger": trigger_record(ti.dag_id, params)},  # per segment: segments=[it]
             idempotency_prefix=idempotency_key(ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1)),
             progress=progress,
         )

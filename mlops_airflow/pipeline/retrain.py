@@ -90,8 +90,9 @@ def plan_retraining(
 
     ``events`` are the triggering asset events as ``{"uri", "extra", ...}``; ``models`` are
     names asked for by hand. Several events for one model make one retraining, and models
-    whose recorded triggers are the same DAG with the same conf (e.g. segments trained by
-    one run) share one run. An event about a version that is no longer ``alias`` is dropped:
+    whose recorded triggers are the same DAG with the same conf share one run; so do
+    segments trained by one run, whose confs differ only in their ``segments`` list: one
+    run retrains them all (``segments`` merged). An event about a version that is no longer ``alias`` is dropped:
     the model it judged has been replaced, and the monitors judge the new one on its own.
 
     Returns ``{"runs": [...], "skipped": {model: reason}, "deferred": [model, ...]}``; each run
@@ -139,8 +140,14 @@ def plan_retraining(
             log.info("%s: %s; retrained by %s with model_name only", model, why, fallback_dag_id)
             request, source = {"dag_id": fallback_dag_id, "conf": {"model_name": model}}, "fallback"
             reason += f" ({why})"
-        key = (request["dag_id"], json.dumps(request["conf"], sort_keys=True))
-        run = runs.setdefault(key, {**request, "models": [], "reasons": [], "source": source})
+        segments = request["conf"].get("segments")
+        segments = segments if isinstance(segments, list) and segments else None
+        shared = {k: v for k, v in request["conf"].items() if k != "segments" or segments is None}
+        key = (request["dag_id"], json.dumps(shared, sort_keys=True), segments is not None)
+        run = runs.setdefault(key, {**request, "conf": dict(request["conf"]), "models": [], "reasons": [],
+                                    "source": source})
+        if segments is not None:
+            run["conf"]["segments"] = sorted({*run["conf"]["segments"], *segments})
         run["models"].append(model)
         run["reasons"].append(reason)
 

@@ -289,7 +289,7 @@ def train_segment_batch(
                     found, promoted = _one_segment(
                         registry, model_name=model_name, part=part, meta=meta, target=target,
                         architectures=architectures, row_key=row_key, gate=(spec, source), by=by,
-                        lineage={**(lineage or {}), "segment": slug}, idempotency_key=f"{idempotency_prefix}/{slug}")
+                        lineage=_segment_lineage(lineage, slug), idempotency_key=f"{idempotency_prefix}/{slug}")
                 outcome.update(found)
                 if promoted is not None:  # the server loads it while the next segments train
                     confirmations.submit(outcome, promoted)
@@ -300,6 +300,15 @@ def train_segment_batch(
             if progress is not None:
                 progress(index + 1, total, time.monotonic() - started)
     return outcomes
+
+
+def _segment_lineage(lineage: dict[str, Any] | None, slug: str) -> dict[str, Any]:
+    """The batch's lineage for one segment: its name, and a retrain trigger that retrains it alone."""
+    found = {**(lineage or {}), "segment": slug}
+    trigger = found.get("trigger")
+    if isinstance(trigger, dict) and isinstance(trigger.get("conf"), dict):
+        found["trigger"] = {**trigger, "conf": {**trigger["conf"], "segments": [slug]}}
+    return found
 
 
 class _Confirmations:

@@ -58,7 +58,8 @@ def test_each_segment_is_trained_gated_and_served_and_a_failing_one_blocks_none(
         assert [a["architecture"] for a in outcomes[zone]["attempts"]] == ["prior", "LogisticRegression"]
         manifest = registry.get_version(model, 1)
         assert manifest["data"]["rows"] == outcomes[zone]["rows"]  # its own rows only
-        assert manifest["lineage"]["train"]["trigger"]["dag_id"] == DAG_ID
+        trigger = manifest["lineage"]["train"]["trigger"]
+        assert (trigger["dag_id"], trigger["conf"]["segments"], trigger["conf"]["model_prefix"]) == (DAG_ID, [zone], "zone_")
         served = httpx.get(f"{url}/models/{model}/metadata", timeout=30).json()  # the shared server serves it
         assert (served["model_name"], served["version"], served["sha256"]) == (model, 1, manifest["sha256"])
         assert outcomes[zone]["served"] is True

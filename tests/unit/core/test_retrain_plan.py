@@ -100,11 +100,13 @@ def test_each_model_is_retrained_as_its_lineage_records(registry: ModelRegistry)
 
 
 def test_models_recorded_with_the_same_run_share_one_and_a_limit_defers_the_rest(registry: ModelRegistry) -> None:
-    segments = trigger_record("mlops_per_segment_training", {"model_prefix": "trips_"})
-    for name in ("trips_airport", "trips_downtown"):
-        champion(registry, name, segments)
+    for zone in ("airport", "downtown", "harbor"):  # each segment's trigger retrains that segment alone
+        champion(registry, f"trips_{zone}",
+                 trigger_record("mlops_per_segment_training", {"model_prefix": "trips_", "segments": [zone]}))
     plan = plan_retraining(registry, [drift("trips_airport", 1), drift("trips_downtown", 1)])
-    assert [(run["dag_id"], run["models"]) for run in plan["runs"]] == [
-        ("mlops_per_segment_training", ["trips_airport", "trips_downtown"])]
+    # one run of the segment DAG for the two drifted segments, not one each, and not the third
+    assert [(run["dag_id"], run["models"], run["conf"]) for run in plan["runs"]] == [
+        ("mlops_per_segment_training", ["trips_airport", "trips_downtown"],
+         {"model_prefix": "trips_", "segments": ["airport", "downtown"]})]
     plan = plan_retraining(registry, models=["a_model", "b_model", "c_model"], limit=2)
     assert [run["models"] for run in plan["runs"]] == [["a_model"], ["b_model"]] and plan["deferred"] == ["c_model"]

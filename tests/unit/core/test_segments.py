@@ -130,7 +130,8 @@ def test_each_segment_is_trained_gated_registered_and_promoted_on_its_own(tmp_pa
         assert manifest["data"]["rows"] == outcome["rows"] == 120  # its own rows only
         assert "server" not in [c["name"] for c in manifest["feature_schema"]["columns"]]  # constant: not a feature
         assert manifest["lineage"]["train"]["segment"] == name
-        assert manifest["lineage"]["train"]["trigger"] == {"dag_id": "d", "conf": {"x": 1}}
+        # a drift event for this segment's model retrains this segment alone
+        assert manifest["lineage"]["train"]["trigger"] == {"dag_id": "d", "conf": {"x": 1, "segments": [name]}}
         assert outcome["architecture"] == "LogisticRegression" and outcome["attempts"][0]["blessed"]
     # a retried batch finds its versions instead of making new ones
     again = train_all(registry, planned)
