@@ -117,7 +117,7 @@ def plan_retraining(
     for model in by_hand:
         asked.setdefault(model, []).append("asked for by hand")
 
-    runs: dict[tuple[str, str], dict[str, Any]] = {}
+    runs: dict[tuple[str, str, bool], dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     for model in sorted(asked):
         try:
