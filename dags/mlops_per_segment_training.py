@@ -56,6 +56,8 @@ with DAG(
         "segments": Param([], type="array", description="Only these segments (empty: all); retraining uses it"),
         "segments_per_task": Param(0, type="integer", minimum=0,
                                    description="Segments per mapped task (0: about 50 tasks in all)"),
+        "workers": Param(1, type="integer", minimum=1, maximum=64,
+                         description="Segments trained at once per task, in worker processes (local registry)"),
         "deploy_target": Param("local", enum=["local", "none"],
                                description="local: the shared model server must serve each champion"),
         "fail_on_segment_failure": Param(False, type="boolean",
@@ -81,6 +83,7 @@ with DAG(
         row_key="{{ params.row_key }}",
         gate="{{ params.gate }}",
         deploy_target="{{ params.deploy_target }}",
+        workers="{{ params.workers }}",
         map_index_template=BATCH_LABEL,  # the UI names each task by its segments, not 0, 1, 2
     ).expand_kwargs(split.output)
     summary = SegmentSummaryOperator(task_id="summary", split_task_id="split", train_task_id="train_segments",

@@ -90,13 +90,15 @@ class TrainSegmentsOperator(MlopsBaseOperator):
     :param architectures: the cascade: a list of ``{"estimator", "estimator_params"}`` or
         ``{"pipeline_factory"}`` (templated); empty: logistic regression, then histogram boosting.
     :param deploy_target: ``local`` (the model server at ``server_url``) or ``none`` (templated).
+    :param workers: segments trained at once, in worker processes (templated; default 1). More than
+        one uses more cores of the worker the task runs on; for a registry on local disk only.
 
     Map it with ``.partial(..., map_index_template=BATCH_LABEL)`` so the UI labels each task
     by its segments (a ``partial()`` argument: Airflow reads it before the operator exists).
     """
 
     template_fields: Sequence[str] = ("registry_uri", "batch", "model_prefix", "target", "architectures", "row_key",
-                                      "gate", "deploy_target", "server_url")
+                                      "gate", "deploy_target", "server_url", "workers")
     text_fields: Sequence[str] = (*MlopsBaseOperator.text_fields, "model_prefix", "deploy_target")
     default_timeout = timedelta(hours=2)
 
@@ -104,7 +106,7 @@ class TrainSegmentsOperator(MlopsBaseOperator):
         self, *, batch: dict[str, Any] | str, model_prefix: str, target: str,
         architectures: list[Any] | str | None = None, row_key: str | None = None,
         gate: str | dict[str, Any] | None = None, deploy_target: str = "local", server_url: str | None = None,
-        **kwargs: Any,
+        workers: int | str = 1, **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", False)
         super().__init__(**kwargs)
@@ -116,6 +118,7 @@ class TrainSegmentsOperator(MlopsBaseOperator):
         self.gate = gate
         self.deploy_target = deploy_target
         self.server_url = server_url
+        self.workers = workers
 
     def run(self, context: Context) -> dict[str, Any]:
         import json
@@ -150,7 +153,7 @@ class TrainSegmentsOperator(MlopsBaseOperator):
             target_factory=self._target_factory(), by=f"{ti.dag_id}/{ti.run_id}",
             lineage={**lineage, "trigger": trigger_record(ti.dag_id, params)},  # per segment: segments=[it]
             idempotency_prefix=idempotency_key(ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1)),
-            progress=progress,
+            progress=progress, workers=int(self.workers or 1),
         )
         counts = Counter(outcome["outcome"] for outcome in outcomes)
         self.log.info("Batch %s: %d promoted, %d kept, %d failed", batch["label"], counts["promoted"],

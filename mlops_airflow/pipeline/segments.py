@@ -25,7 +25,9 @@ import math
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from mlops_airflow.data.loading import load_dataset, rows_digest
@@ -41,6 +43,8 @@ from mlops_airflow.registry import ModelRegistry
 from mlops_airflow.registry.registry import check_name
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pandas as pd
 
 
@@ -260,46 +264,162 @@ def train_segment_batch(
     lineage: dict[str, Any] | None = None,
     idempotency_prefix: str,
     progress: Any | None = None,
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
-    """Train, gate, register and promote every segment of ``batch``; one outcome per segment.
+    """Train, gate, register and promote every segment of ``batch``; one outcome per segment, in batch order.
 
     For each segment: its rows are written as its own validated snapshot (the model's
     lineage points at them), then each architecture of the cascade is trained and gated in
     turn until one is blessed; that one is registered (idempotently: a retried task finds
-    its versions) and promoted. Serving is confirmed for all promoted segments at the end,
-    concurrently; one that does not come up is rolled back. ``target_factory()`` gives a
-    serving target per segment (None: alias only). Any error stays with its segment.
+    its versions) and promoted. Serving is confirmed for every promoted segment on a few
+    threads while the next segments train; one that does not come up is rolled back.
+    ``target_factory()`` gives a serving target per segment (None: alias only). Any error
+    stays with its segment. ``workers > 1`` trains that many segments at once in forked
+    worker processes (a registry on local disk only: see :func:`_worker_pool`).
     """
     from mlops_airflow.evaluation.gate import load_gate_spec
-    from mlops_airflow.persistence import reuse_loaded_models
 
     meta, frame = _read_batch(registry, batch["data_uri"])
     spec, source = load_gate_spec(gate, base_dir=gate_base_dir)
-    outcomes: list[dict[str, Any]] = []
     started, total = time.monotonic(), len(batch["segments"])
     groups = dict(iter(frame.groupby(_SLUG, sort=False)))
+    jobs = []
+    for slug in batch["segments"]:
+        part = groups.get(slug)
+        jobs.append(_SegmentJob(slug=slug, model_name=f"{model_prefix}{slug}", meta=meta, target=target,
+                                architectures=architectures, row_key=row_key, gate=(spec, source), by=by,
+                                lineage=_segment_lineage(lineage, slug),
+                                idempotency_key=f"{idempotency_prefix}/{slug}",
+                                part=None if part is None else part.drop(columns=[_SLUG, meta["segment_column"]])))
+    outcomes: dict[str, dict[str, Any]] = {}
+    pool = _worker_pool(registry, workers, len(jobs))
     with _Confirmations(registry, target_factory, by=by) as confirmations:
-        for index, slug in enumerate(batch["segments"]):
-            model_name = check_name(f"{model_prefix}{slug}", "model_prefix + segment")
-            outcome: dict[str, Any] = {"segment": slug, "model_name": model_name}
-            try:
-                part = groups[slug].drop(columns=[_SLUG, meta["segment_column"]]).reset_index(drop=True)
-                outcome["rows"] = len(part)
-                with reuse_loaded_models():  # the gate and the deploy stage load the same candidate
-                    found, promoted = _one_segment(
-                        registry, model_name=model_name, part=part, meta=meta, target=target,
-                        architectures=architectures, row_key=row_key, gate=(spec, source), by=by,
-                        lineage=_segment_lineage(lineage, slug), idempotency_key=f"{idempotency_prefix}/{slug}")
-                outcome.update(found)
-                if promoted is not None:  # the server loads it while the next segments train
-                    confirmations.submit(outcome, promoted)
-            except Exception as exc:  # one segment's failure, whatever it is, stays with that segment
-                log.warning("segment %s failed: %s: %s", slug, type(exc).__name__, exc)
-                outcome.update(outcome="failed", stage=getattr(exc, "stage", None), reason=f"{type(exc).__name__}: {exc}")
-            outcomes.append(outcome)
+        results = pool.map(partial(train_one_segment, registry), jobs) if pool is not None \
+            else map(partial(train_one_segment, registry), jobs)
+        for done, (outcome, promoted) in enumerate(results, start=1):
+            outcomes[outcome["segment"]] = outcome
+            if outcome["outcome"] == "failed":
+                log.warning("segment %s failed at %s: %s", outcome["segment"], outcome.get("stage"), outcome["reason"])
+            if promoted is not None:  # the server loads it while the next segments train
+                confirmations.submit(outcome, promoted)
             if progress is not None:
-                progress(index + 1, total, time.monotonic() - started)
-    return outcomes
+                progress(done, total, time.monotonic() - started)
+    return [outcomes[job.slug] for job in jobs]
+
+
+@dataclass(frozen=True)
+class _SegmentJob:
+    """What one segment needs to be trained: picklable, for a worker process."""
+
+    slug: str
+    model_name: str
+    meta: dict[str, Any]
+    target: str
+    architectures: list[dict[str, Any]]
+    row_key: str | None
+    gate: tuple[dict[str, Any], str]
+    by: str
+    lineage: dict[str, Any]
+    idempotency_key: str
+    part: Any
+
+
+def train_one_segment(registry: ModelRegistry, job: _SegmentJob) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One segment through the cascade, its failure caught: (its outcome, what was promoted or None)."""
+    from mlops_airflow.persistence import reuse_loaded_models
+
+    outcome: dict[str, Any] = {"segment": job.slug, "model_name": job.model_name}
+    try:
+        check_name(job.model_name, "model_prefix + segment")
+        if job.part is None:
+            raise DataError(f"segment {job.slug!r} is not in its batch's data")
+        part = job.part.reset_index(drop=True)
+        outcome["rows"] = len(part)
+        with reuse_loaded_models():  # the gate and the deploy stage load the same candidate
+            found, promoted = _one_segment(
+                registry, model_name=job.model_name, part=part, meta=job.meta, target=job.target,
+                architectures=job.architectures, row_key=job.row_key, gate=job.gate, by=job.by,
+                lineage=job.lineage, idempotency_key=job.idempotency_key)
+        outcome.update(found)
+        return outcome, promoted
+    except Exception as exc:  # one segment's failure, whatever it is, stays with that segment
+        outcome.update(outcome="failed", stage=getattr(exc, "stage", None), reason=f"{type(exc).__name__}: {exc}")
+        if getattr(exc, "attempts", None):
+            outcome["attempts"] = exc.attempts  # type: ignore[attr-defined]
+        return outcome, None
+
+
+def _worker_pool(registry: ModelRegistry, workers: int, jobs: int) -> _OrderedPool | None:
+    """Worker processes for ``workers > 1`` (kept for the next batch of this process), or None: train here.
+
+    Workers are forked from a fresh *forkserver* process that has already imported pandas,
+    scikit-learn and this module: a worker starts in milliseconds, and inherits neither
+    the task's threads and sockets (Airflow's log channel) nor a used OpenMP runtime, which
+    a plain fork of the task would. The server starts once per process (a few seconds), and
+    the pool is kept for the batches that follow in it. A worker logs nothing (its outcome
+    says what happened) and never touches Airflow. Only for a registry on local disk: an S3
+    client holds credentials and connections of the task; on S3 deployments parallelism
+    comes from running batches on several Airflow workers.
+    """
+    from mlops_airflow.storage.local import LocalStore
+
+    global _POOL
+    if workers <= 1 or jobs <= 1:
+        return None
+    if not isinstance(registry.store, LocalStore):
+        log.info("workers=%d needs a registry on local disk; training one segment at a time", workers)
+        return None
+    if _POOL is None or _POOL.workers != workers:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["mlops_airflow.pipeline.segments", "mlops_airflow.pipeline.deploy",
+                                        "sklearn.pipeline", "sklearn.linear_model", "sklearn.ensemble"])
+        if _POOL is not None:
+            _POOL.executor.shutdown()
+        _POOL = _OrderedPool(ProcessPoolExecutor(workers, mp_context=context, initializer=_quiet_worker), workers)
+    return _POOL
+
+
+class _OrderedPool:
+    """A process pool whose ``map`` yields each result as a worker finishes it; a dead worker fails its segments."""
+
+    def __init__(self, executor: Any, workers: int) -> None:
+        self.executor, self.workers = executor, workers
+
+    def map(self, function: Any, items: list[Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+        from concurrent.futures import as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
+        global _POOL
+        futures = {self.executor.submit(function, item): item for item in items}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except BrokenProcessPool as exc:  # a worker died (killed, out of memory): its segments fail
+                _POOL = None  # a broken pool takes no more work: the next batch makes a new one
+                job = futures[future]
+                yield ({"segment": job.slug, "model_name": job.model_name, "outcome": "failed", "stage": None,
+                        "reason": f"the worker process training it died: {exc}"}, None)
+
+
+_POOL: _OrderedPool | None = None
+
+
+def _quiet_worker() -> None:
+    """A worker's set-up: no logging, no warnings, one native thread (the workers are the parallelism)."""
+    import logging as logging_
+    import warnings
+
+    from threadpoolctl import threadpool_limits
+
+    from mlops_airflow.persistence import skops_io
+
+    logging_.disable(logging_.CRITICAL)
+    warnings.simplefilter("ignore")
+    threadpool_limits(1)
+    skops_io()
 
 
 def _segment_lineage(lineage: dict[str, Any] | None, slug: str) -> dict[str, Any]:
@@ -397,9 +517,12 @@ def _one_segment(
         "source_uri": meta["source_uri"], "files": meta["files"], "fingerprint": fingerprint, "rows": len(part),
         "target": target, "declared": meta["declared"], "report_uri": meta["report_uri"],
         "segment_column": meta["segment_column"], "table_fingerprint": meta["fingerprint"]})
-    attempts = []
+    attempts: list[dict[str, Any]] = []
     verdict = None
+    failure: BaseException | None = None
     for architecture in architectures:
+        # An architecture that errors (a fit that fails, a model the loader refuses) is an attempt
+        # like one its gate rejects: the cascade goes on to the next.
         try:
             candidate = run_training(registry, model_name=model_name, dataset_uri=sidecar["uri"], target=target,
                                      estimator=architecture.get("estimator"),
@@ -407,21 +530,28 @@ def _one_segment(
                                      pipeline_factory=architecture.get("pipeline_factory"), row_key=row_key,
                                      lineage={**lineage, "architecture": architecture["name"]})
         except Exception as exc:
-            raise _staged("train", exc) from None
+            failure = _staged("train", exc)
+            attempts.append(_failed_attempt(architecture["name"], "train", exc))
+            continue
         try:
             verdict = run_evaluation(registry, model_name=model_name, candidate_sha256=candidate["sha256"],
                                      gate=gate[0], gate_source=gate[1])
         except Exception as exc:
-            raise _staged("evaluate", exc) from None
+            failure = _staged("evaluate", exc)
+            attempts.append(_failed_attempt(architecture["name"], "evaluate", exc))
+            verdict = None
+            continue
         attempts.append(_attempt(architecture["name"], verdict))
-        if verdict["blessed"] and not verdict.get("requires_approval"):
+        if attempts[-1]["blessed"]:
             break
-    assert verdict is not None
-    last = attempts[-1]
-    if not (verdict["blessed"] and not verdict.get("requires_approval")):
+    if verdict is None or not attempts[-1].get("blessed"):
+        if verdict is None and failure is not None and len(attempts) == sum(1 for a in attempts if a["outcome"] == "error"):
+            failure.attempts = attempts  # type: ignore[attr-defined]
+            raise failure  # every architecture errored: the segment failed, at the last one's stage
         why = "; ".join(f"{a['architecture']}: {a['reason']}" for a in attempts)
-        return {"outcome": "kept", "champion_version": (verdict.get("champion") or {}).get("version"),
+        return {"outcome": "kept", "champion_version": ((verdict or {}).get("champion") or {}).get("version"),
                 "architecture": None, "attempts": attempts, "reason": f"no architecture passed its gate ({why})"}, None
+    last = attempts[-1]
     try:
         manifest = run_registration(registry, model_name=model_name, candidate_sha256=verdict["candidate_sha256"],
                                     verdict_uri=verdict["verdict_uri"], idempotency_key=idempotency_key,
@@ -441,13 +571,22 @@ def _one_segment(
             "reason": last["reason"]}, promoted
 
 
+def _failed_attempt(architecture: str, stage: str, exc: BaseException) -> dict[str, Any]:
+    return {"architecture": architecture, "outcome": "error", "blessed": False, "stage": stage,
+            "reason": f"{stage} failed: {type(exc).__name__}: {exc}"}
+
+
 def _attempt(architecture: str, verdict: dict[str, Any]) -> dict[str, Any]:
     """One architecture's try: the gate's outcome, why, and the evidence on the primary metric."""
     metric = verdict.get("primary_metric")
     value = (verdict.get("metrics") or {}).get("candidate", {}).get(metric)
-    return {"architecture": architecture, "outcome": verdict["outcome"], "blessed": bool(verdict["blessed"]),
-            "reason": verdict.get("reason"), "metric": metric, "value": value,
-            "verdict_uri": verdict.get("verdict_uri")}
+    reason = verdict.get("reason")
+    if verdict["blessed"] and verdict.get("requires_approval"):
+        # a batch has nobody to ask: a verdict that wants a person does not pass here
+        reason = f"{reason} (the gate asks for a person's approval, which a batch of segments does not wait for)"
+    return {"architecture": architecture, "outcome": verdict["outcome"],
+            "blessed": bool(verdict["blessed"]) and not verdict.get("requires_approval"),
+            "reason": reason, "metric": metric, "value": value, "verdict_uri": verdict.get("verdict_uri")}
 
 
 def summarise_segments(

@@ -235,3 +235,32 @@ def test_the_default_cascade_and_short_forms() -> None:
 
 def test_segment_slugs_are_model_name_safe() -> None:
     assert [segment_slug(v) for v in ("Pier 9", "über/süd", 7, "--")] == ["Pier_9", "ber_s_d", "7", "blank"]
+
+
+def test_an_architecture_that_errors_is_an_attempt_and_the_cascade_goes_on(tmp_path: Path) -> None:
+    registry, uri = registry_with(tmp_path, servers(2))
+    cascade = [{"estimator": "sklearn.linear_model.LogisticRegression", "estimator_params": {"C": -1}, "name": "bad"},
+               LINEAR]
+    outcomes = train_all(registry, plan(registry, uri), architectures=cascade)
+    for outcome in outcomes.values():
+        first, second = outcome["attempts"]
+        assert (first["outcome"], first["stage"]) == ("error", "train") and "C" in first["reason"]
+        assert outcome["outcome"] == "promoted" and second["blessed"]
+    # every architecture errors: the segment failed, at the stage of the last, with every attempt kept
+    registry2, uri2 = registry_with(tmp_path / "two", servers(1))
+    (failed,) = train_all(registry2, plan(registry2, uri2), architectures=[cascade[0]]).values()
+    assert (failed["outcome"], failed["stage"]) == ("failed", "train")
+    assert [a["architecture"] for a in failed["attempts"]] == ["bad"]
+
+
+def test_workers_train_segments_at_once_with_the_same_outcomes(tmp_path: Path) -> None:
+    frame = servers(6)
+    one, uri_one = registry_with(tmp_path / "one", frame)
+    two, uri_two = registry_with(tmp_path / "two", frame)
+    serial = train_all(one, plan(one, uri_one, segments_per_task=6))
+    parallel = train_all(two, plan(two, uri_two, segments_per_task=6), workers=2)
+    assert list(parallel) == list(serial)  # batch order, whatever order the workers finished in
+    for name, outcome in parallel.items():
+        assert outcome["outcome"] == serial[name]["outcome"] == "promoted"
+        # the same data and estimator: the same model, byte for byte, trained in another process
+        assert two.get_version(f"m_{name}", 1)["sha256"] == one.get_version(f"m_{name}", 1)["sha256"]
