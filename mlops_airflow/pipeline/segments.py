@@ -141,7 +141,7 @@ def plan_segments(
         raise DataError(f"segment_column {segment_column!r} is not in the data (columns: {', '.join(map(str, frame.columns))})")
     if segment_column == target:
         raise ConfigError("segment_column and target must be different columns")
-    slugs = frame[segment_column].map(segment_slug, na_action="ignore")
+    slugs = _slugs(frame[segment_column])
     _check_slugs(frame[segment_column], slugs)
     frame = frame[slugs.notna()]  # rows without a segment belong to none
     slugs = slugs[slugs.notna()]
@@ -182,18 +182,24 @@ def plan_segments(
     typed = outcome.frame if outcome.frame is not None else frame
     declared = _declared(spec)
 
+    import numpy as np
+
+    # One pass over the table for every segment's rows and classes (not one scan per segment).
+    positions = typed.groupby(slugs.to_numpy(), sort=True).indices
+    labels = typed[target].to_numpy()
+    categorical = _looks_categorical(typed[target])
     good: list[str] = []
-    for slug, rows in sorted(slugs.value_counts().items()):
+    for slug, where in positions.items():
         if slug in skipped:
             continue
-        if rows < min_rows:
-            skip(slug, "plan", f"{rows} rows, fewer than min_rows={min_rows}")
+        if len(where) < min_rows:
+            skip(slug, "plan", f"{len(where)} rows, fewer than min_rows={min_rows}")
             continue
-        classes = typed.loc[slugs.index[slugs == slug], target].value_counts()
-        if len(classes) < 2:
-            skip(slug, "plan", f"the target {target!r} has one value only ({classes.index[0]!r}): nothing to learn")
-        elif _looks_categorical(typed[target]) and classes.min() < MIN_CLASS_ROWS:
-            skip(slug, "plan", f"class {classes.idxmin()!r} of {target!r} has {int(classes.min())} rows, "
+        values, counts = np.unique(labels[where], return_counts=True)
+        if len(values) < 2:
+            skip(slug, "plan", f"the target {target!r} has one value only ({values[0]!r}): nothing to learn")
+        elif categorical and counts.min() < MIN_CLASS_ROWS:
+            skip(slug, "plan", f"class {values[counts.argmin()]!r} of {target!r} has {int(counts.min())} rows, "
                                f"fewer than {MIN_CLASS_ROWS}")
         else:
             good.append(slug)
@@ -203,16 +209,16 @@ def plan_segments(
     size = segments_per_task or max(1, math.ceil(len(good) / DEFAULT_TASKS))
     batches = []
     typed = typed.assign(**{_SLUG: slugs})
+    meta = {"source_uri": data_uri, "files": dataset.files, "fingerprint": dataset.fingerprint,
+            "segment_column": segment_column, "target": target, "declared": declared, "report_uri": report_uri,
+            "spec_hash": _spec_hash(spec)}
     for number, start in enumerate(range(0, len(good), size)):
         members = good[start:start + size]
-        part = typed[typed[_SLUG].isin(members)]
+        part = typed.take(np.concatenate([positions[slug] for slug in members]))
         key = f"{prefix}/batch-{number:05d}"
         buffer = io.BytesIO()
         part.to_parquet(buffer, index=False)
         registry.store.write_bytes(f"{key}.parquet", buffer.getvalue())
-        meta = {"source_uri": data_uri, "files": dataset.files, "fingerprint": dataset.fingerprint,
-                "segment_column": segment_column, "target": target, "declared": declared, "report_uri": report_uri,
-                "spec_hash": _spec_hash(spec)}
         registry.write_record(f"{key}.json", meta)
         label = members[0] if len(members) == 1 else f"{members[0]} … {members[-1]} ({len(members)})"
         batches.append({"batch": number, "segments": members, "data_uri": registry.store.url(f"{key}.json"),
@@ -222,6 +228,16 @@ def plan_segments(
 
 
 _SLUG = "__mlops_segment__"
+
+
+def _slugs(values: pd.Series) -> pd.Series:
+    """Each row's segment slug (None where the value is missing), computed once per distinct value."""
+    import numpy as np
+    import pandas as pd
+
+    codes, uniques = pd.factorize(values)
+    names = np.array([segment_slug(value) for value in uniques] + [None], dtype=object)
+    return pd.Series(names[codes], index=values.index)  # code -1 (missing) takes the trailing None
 
 
 def _check_slugs(values: pd.Series, slugs: pd.Series) -> None:
