@@ -54,6 +54,7 @@ with DAG(
         "gate": Param(None, type=["null", "string", "object"]),
         "validation": Param(str(INCLUDE / "trips_validation.yaml"), type=["null", "string", "object"]),
         "segments": Param([], type="array", description="Only these segments (empty: all); retraining uses it"),
+        "min_rows": Param(50, type="integer", minimum=1, description="Smaller segments are reported, not trained"),
         "segments_per_task": Param(0, type="integer", minimum=0,
                                    description="Segments per mapped task (0: about 50 tasks in all)"),
         "workers": Param(1, type="integer", minimum=1, maximum=64,
@@ -73,6 +74,7 @@ with DAG(
         validation="{{ params.validation }}",
         segments="{{ params.segments }}",
         segments_per_task="{{ params.segments_per_task }}",
+        min_rows="{{ params.min_rows }}",
         retries=0,  # bad data does not get better by retrying
     )
     train = TrainSegmentsOperator.partial(

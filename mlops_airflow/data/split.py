@@ -84,6 +84,9 @@ def hash_split(
                 if len(rows) >= 2 and not holdout[rows].any():
                     holdout[rows[np.argmin(h[rows])]] = True
                     fallback.append(f"class {label!r} added to holdout")
+                if len(rows) >= 2 and holdout[rows].all():
+                    holdout[rows[np.argmax(h[rows])]] = False
+                    fallback.append(f"class {label!r} kept in training")
     train = np.flatnonzero(~holdout)
     if len(train) == 0:
         raise DataError(f"no training rows left after holding out {int(holdout.sum())} of {n}")

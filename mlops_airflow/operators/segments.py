@@ -33,18 +33,18 @@ class SplitSegmentsOperator(MlopsBaseOperator):
     :param validation: validation spec: a path (relative to the DAG file), inline YAML/JSON or dict (templated).
     :param segments: train only these segments (templated; what retraining some models asks for).
     :param segments_per_task: segments per mapped task; 0 or None: about 50 tasks in all (templated).
-    :param min_rows: segments smaller than this are reported, not trained.
+    :param min_rows: segments smaller than this are reported, not trained (templated).
     """
 
     template_fields: Sequence[str] = ("registry_uri", "data_uri", "segment_column", "model_prefix", "target",
-                                      "validation", "segments", "segments_per_task")
+                                      "validation", "segments", "segments_per_task", "min_rows")
     text_fields: Sequence[str] = (*MlopsBaseOperator.text_fields, "segment_column", "model_prefix")
     default_timeout = timedelta(minutes=60)
 
     def __init__(
         self, *, data_uri: str, segment_column: str, model_prefix: str, target: str,
         validation: str | dict[str, Any] | None = None, segments: list[str] | str | None = None,
-        segments_per_task: int | str | None = None, min_rows: int = 50, **kwargs: Any,
+        segments_per_task: int | str | None = None, min_rows: int | str = 50, **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", False)  # a list, to map over
         super().__init__(**kwargs)
@@ -65,7 +65,7 @@ class SplitSegmentsOperator(MlopsBaseOperator):
         plan = plan_segments(
             self.registry, data_uri=self.data_uri, segment_column=self.segment_column, model_prefix=self.model_prefix,
             target=self.target, validation=self.validation or None, spec_base_dir=dag_folder(context),
-            min_rows=self.min_rows, segments_per_task=per_task or None, only=only, s3_client=self.hook.s3_client,
+            min_rows=int(self.min_rows), segments_per_task=per_task or None, only=only, s3_client=self.hook.s3_client,
         )
         context["ti"].xcom_push(key="skipped", value=plan["skipped"])
         trained = sum(len(batch["segments"]) for batch in plan["batches"])

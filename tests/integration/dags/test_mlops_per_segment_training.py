@@ -74,3 +74,30 @@ def test_each_segment_is_trained_gated_and_served_and_a_failing_one_blocks_none(
     assert "roc_auc = " in second["segments"]["airport"]["reason"]
     for zone in good:
         assert registry.aliases(f"zone_{zone}") == {"champion": 1}
+
+
+def test_more_segments_than_airflow_maps_train_in_one_run(airflow_db: Path, registry: Any, tmp_path: Path) -> None:
+    """1,100 tiny segments (Airflow maps at most 1,024 task instances): ~50 batch tasks, every segment recorded."""
+    import numpy as np
+    import pandas as pd
+
+    count, rows = 1100, 12
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"unit": np.repeat([f"u{i:04d}" for i in range(count)], rows),
+                          "load": rng.uniform(0, 1, count * rows).round(3),
+                          "fault": np.tile([0, 1], count * rows // 2)})
+    frame.loc[frame["unit"] == "u0007", "load"] = 5.0  # one broken unit: validation leaves it out, alone
+    path = tmp_path / "units.csv"
+    frame.to_csv(path, index=False)
+    conf = {"data_uri": str(path), "segment_column": "unit", "model_prefix": "unit_", "target": "fault",
+            "row_key": None, "min_rows": 10, "validation": {"columns": {"load": {"type": "number", "min": 0, "max": 1}}},
+            "architectures": ["sklearn.dummy.DummyClassifier"], "deploy_target": "none", "workers": 2}
+    run = load_dag(f"{DAG_ID}.py").test(run_conf=conf)
+    assert str(run.state) == "success"
+    mapped = [ti for ti in run.get_task_instances() if ti.task_id == "train_segments"]
+    assert 40 <= len(mapped) <= 60 and all(str(ti.state) == "success" for ti in mapped)
+    record = read_segments_run(registry, DAG_ID, run.run_id)
+    assert len(record["segments"]) == count
+    assert record["failed"] == ["u0007"] and "load: above 1" in record["segments"]["u0007"]["reason"]
+    assert len(record["kept"]) == count - 1  # a Dummy never passes the gate: every other unit kept, each with a verdict
+    assert all(record["segments"][unit]["attempts"][0]["verdict_uri"] for unit in record["kept"])

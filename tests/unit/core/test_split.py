@@ -54,3 +54,15 @@ def test_without_a_key_the_row_values_are_hashed() -> None:
 def test_missing_key_column_is_named() -> None:
     with pytest.raises(DataError, match="row_key column 'nope'"):
         hash_split(frame(10), target="y", key="nope")
+
+
+def test_tiny_data_keeps_every_class_on_both_sides() -> None:
+    import pandas as pd
+
+    from mlops_airflow.data.split import hash_split
+
+    for seed in range(2000):  # many tiny tables: the hashes must never leave training with one class
+        frame = pd.DataFrame({"x": [seed * 100 + i for i in range(12)], "y": [0, 1] * 6})
+        split = hash_split(frame, target="y")
+        assert set(frame["y"].iloc[split.train]) == {0, 1}, seed
+        assert set(frame["y"].iloc[split.holdout]) == {0, 1}, seed
