@@ -78,7 +78,7 @@ def test_a_person_approves_or_rejects_through_the_api(
     option: str, api: Any, registry: Any, model_server: Any, tmp_path: Path
 ) -> None:
     model = "trips_approval"
-    model_server(model)
+    model_server()  # one server for every model: any model_name deploys to it
     conf = {"data_uri": str(SAMPLE / "trips_2026_01.csv"), "model_name": model,
             "gate": {"baseline": {"min_improvement": 0.02}, "policies": {"no_champion": "require_approval"}}}
     log = tmp_path / "dags-test.log"

@@ -254,3 +254,35 @@ def test_s3_registry_and_data_through_an_airflow_connection(
         assert httpx.get(f"{server.url}/metadata").json()["version"] == 1
     finally:
         server.stop()
+
+
+def test_two_models_of_one_deployment_deploy_to_one_server(airflow_db: Path, registry: Any, model_server: Any,
+                                                           tmp_path: Path) -> None:
+    """The README's own-data example beside the sample model: both deploy to `mlops-airflow serve`, both answer."""
+    import numpy as np
+    import pandas as pd
+
+    url = model_server()  # every model of the registry
+    rng = np.random.default_rng(5)
+    churn = pd.DataFrame({"customer_id": np.arange(600), "tenure_months": rng.integers(1, 72, 600),
+                          "monthly_usd": rng.normal(60, 20, 600).round(2), "plan": rng.choice(["basic", "pro"], 600)})
+    churn["churned"] = ((churn["tenure_months"] < 12) ^ (rng.random(600) < 0.15)).astype(int)
+    churn.to_csv(tmp_path / "churn.csv", index=False)
+    state, _ = run_dag({"data_uri": str(tmp_path / "churn.csv"), "target": "churned", "model_name": "churn",
+                        "estimator": "sklearn.ensemble.RandomForestClassifier", "estimator_params": {"n_estimators": 30},
+                        "row_key": "customer_id", "validation": None})
+    assert state == "success"
+    state, _ = run_dag({"data_uri": str(SAMPLE / "trips_2026_01.csv"), "model_name": "trips_shared"})
+    assert state == "success"
+    answers = {
+        "churn": httpx.post(f"{url}/models/churn/predict",
+                            json={"row": {"tenure_months": 3, "monthly_usd": 80.0, "plan": "pro"}}, timeout=30),
+        "trips_shared": httpx.post(f"{url}/models/trips_shared/predict", json={"row": {
+            "hour": 22, "day_of_week": "fri", "pickup_zone": "airport", "passengers": 1, "trip_distance_km": 18.5,
+            "trip_duration_min": 31.0, "fare_usd": 46.5, "payment_type": "card"}}, timeout=30),
+    }
+    for name, answer in answers.items():
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["model_name"], answer.json()["version"]) == (name, 1)
+    loaded = {m["model_name"] for m in httpx.get(f"{url}/models", timeout=10).json()["loaded"]}
+    assert loaded == {"churn", "trips_shared"}
