@@ -44,7 +44,7 @@ with DAG(
         "input_uri": Param(str(INCLUDE / "data" / "trips_2026_02.csv"), type="string",
                            description="CSV/Parquet file, * pattern or folder (ending in /), local or s3://"),
         "output_uri": Param(str(settings.airflow_home() / "mlops_predictions"), type="string",
-                            description="Folder or s3:// prefix; each run publishes under <output_uri>/<ds>"),
+                            description="Folder or s3:// prefix; each run publishes under <output_uri>/<YYYY-MM-DD>"),
         "id_columns": Param(["trip_id"], type="array", description="Input columns copied to every prediction row"),
         "ignore_columns": Param(["tipped"], type="array",
                                 description="Input columns that are neither features nor ids (e.g. a label)"),
@@ -59,7 +59,8 @@ with DAG(
         model_name="{{ params.model_name }}",
         alias="{{ params.alias }}",
         input_uri="{{ params.input_uri }}",
-        output_uri="{{ params.output_uri.rstrip('/') }}/{{ ds }}",
+        # the day the run was due: runs from the UI or the REST API have no logical date (and so no `ds`)
+        output_uri="{{ params.output_uri.rstrip('/') }}/{{ dag_run.run_after.strftime('%Y-%m-%d') }}",
         id_columns="{{ params.id_columns }}",
         ignore_columns="{{ params.ignore_columns }}",
         chunk_rows="{{ params.chunk_rows }}",

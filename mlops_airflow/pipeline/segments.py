@@ -394,8 +394,17 @@ def _worker_pool(registry: ModelRegistry, workers: int, jobs: int) -> _OrderedPo
                                         "sklearn.pipeline", "sklearn.linear_model", "sklearn.ensemble"])
         if _POOL is not None:
             _POOL.executor.shutdown()
+        else:
+            import atexit
+
+            atexit.register(_shutdown_pool)  # before the interpreter tears down what the pool's thread uses
         _POOL = _OrderedPool(ProcessPoolExecutor(workers, mp_context=context, initializer=_quiet_worker), workers)
     return _POOL
+
+
+def _shutdown_pool() -> None:
+    if _POOL is not None:
+        _POOL.executor.shutdown(wait=True, cancel_futures=True)
 
 
 class _OrderedPool:

@@ -147,13 +147,13 @@ def test_rollback_operator_rolls_the_earlier_version_out_and_undoes_a_stuck_roll
 
     # The cluster is healthy again: the rollback rolls v1 out, smoke-tests it through the Service, keeps the alias.
     fake_kube.scenario["mlops-m"] = "ok"
-    smoked = len(fake_kube.calls("POST", "/services/mlops-m/proxy/predict"))
+    smoked = len(fake_kube.calls("POST", "/services/mlops-m/proxy/models/m/predict"))
     run = rollback_dag("k8s_rollback", rollout_timeout=30, **options).test()
     assert str(run.state) == "success", xcom_value(run, "rollback", "error")
     result = xcom_value(run, "rollback")
     assert (result["rolled_back"], result["version"], result["previous_version"]) == (True, 1, 2)
     assert pinned(fake_kube) == ("1", v1["sha256"])
-    assert len(fake_kube.calls("POST", "/services/mlops-m/proxy/predict")) == smoked + 1
+    assert len(fake_kube.calls("POST", "/services/mlops-m/proxy/models/m/predict")) == smoked + 1
     alias = registry.get_alias("m", "champion")
     assert (alias["version"], alias["reason"]) == (1, "rollback: v2 misbehaves")
     assert alias["by"] == f"k8s_rollback/{run.run_id}"
@@ -172,7 +172,7 @@ def test_rollback_operator_rolls_the_earlier_version_out_and_undoes_a_stuck_roll
     assert done.returncode == 0, done.stderr
     assert "m@champion: v1 -> v2" in done.stdout
     assert pinned(fake_kube) == ("2", v2["sha256"])
-    assert len(fake_kube.calls("POST", "/services/mlops-m/proxy/predict")) == smoked + 2
+    assert len(fake_kube.calls("POST", "/services/mlops-m/proxy/models/m/predict")) == smoked + 2
     # not given on the command line: kept from what ran, not reset to the defaults (2 replicas, the stock image)
     rolled = fake_kube.get("deployments", "mlops-m", "team-a")
     assert rolled is not None and rolled["spec"]["replicas"] == 1

@@ -96,8 +96,8 @@ def test_create_then_replace_then_a_stuck_rollout_is_put_back(
     assert fake_kube.get("services", "mlops-m", NS) is not None
     assert fake_kube.calls("POST", "/deployments") == [201]
     # the smoke test went through the Service proxy to the real server: its answers, not the fake's
-    assert fake_kube.calls("GET", "/services/mlops-m/proxy/metadata")[-1] == 200
-    assert fake_kube.calls("POST", "/services/mlops-m/proxy/predict") == [200]
+    assert fake_kube.calls("GET", "/services/mlops-m/proxy/models/m/metadata")[-1] == 200
+    assert fake_kube.calls("POST", "/services/mlops-m/proxy/models/m/predict") == [200]
 
     # The next version: every object exists (409), so each is replaced; what settings dropped goes away.
     v2 = build_version("m", BOTH, promote=False, key="k2", estimator=FAST)
