@@ -19,6 +19,7 @@ profile.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -587,6 +588,9 @@ def run_suite(
     """
     # No usage analytics from a worker (inert in GX 1.24, honoured by other 1.x releases).
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # GX's import logs ~214 INFO lines from its docs decorators ("Skipping registering function
+    # ..."), which buried the task's own lines; that one logger only, its warnings kept.
+    logging.getLogger("great_expectations._docs_decorators").setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
