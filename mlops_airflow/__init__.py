@@ -26,6 +26,7 @@ _EXPORTS = {
     "PublishBatchOperator": "mlops_airflow.operators.batch",
     "SplitSegmentsOperator": "mlops_airflow.operators.segments",
     "SegmentSummaryOperator": "mlops_airflow.operators.segments",
+    "TrainSegmentsOperator": "mlops_airflow.operators.segments",
     "CleanupOperator": "mlops_airflow.operators.cleanup",
     "CommitNewDataOperator": "mlops_airflow.operators.watermark",
     "S3NewDataSensor": "mlops_airflow.sensors.s3",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from mlops_airflow.registry.registry import ModelRegistry
+    from mlops_airflow.serving.compiled import FastPipeline
     from mlops_airflow.serving.requests import SchemaChecker
 
 CLASSIFIER_TASKS = ("binary", "multiclass")
@@ -58,11 +59,19 @@ class LoadedModel:
 
         return SchemaChecker(self.feature_schema)
 
+    @cached_property
+    def fast(self) -> FastPipeline | None:
+        """The pipeline compiled to numpy, verified bit for bit against it; None when it has none (see ``compiled``)."""
+        from mlops_airflow.serving.compiled import verified_fast_path
+
+        return verified_fast_path(self)
+
     def warm(self) -> None:
-        """Build what requests need (the schema's checks and typed decoders) now, not on the first request."""
+        """Build what requests need (the schema's checks, typed decoders, the fast path) now, not on the first request."""
         from mlops_airflow.serving.typed_bodies import decoders
 
         decoders(self.request_checker)
+        _ = self.fast  # compiled and checked against the pipeline here, in the loader thread
 
     @property
     def task_type(self) -> str | None:

@@ -7,6 +7,11 @@ scikit-learn pipeline the fixed cost of a call (pandas column selection, input c
 every step) dwarfs the per-row cost, so under concurrent load one call for eight rows
 costs about what one call for one row does. Nothing waits to fill a batch: an idle
 server predicts each request as it comes; a batch is whatever queued up meanwhile.
+
+Most of that fixed cost goes where a model has a verified fast path (``LoadedModel.fast``,
+:mod:`mlops_airflow.serving.compiled`): the server's checked columns go to it without a
+DataFrame being built, and it answers bit for bit as the pipeline would, or hands the rows
+back to the pipeline.
 """
 
 from __future__ import annotations
@@ -60,36 +65,101 @@ def _predict_is_argmax_of_proba(estimator: Any) -> bool:
     return predict is ForestClassifier.predict and getattr(estimator, "n_outputs_", 0) == 1
 
 
-def predict_rows(loaded: LoadedModel, frame: Any, *, probabilities: bool = True) -> dict[str, Any]:
-    """Predictions (and, for a classifier, probabilities) exactly as ``model.predict`` / ``predict_proba`` give.
+def _wants_probabilities(loaded: LoadedModel, probabilities: bool) -> bool:
+    return probabilities and loaded.is_classifier and hasattr(loaded.model, "predict_proba")
 
-    For a Pipeline the transforms run once for both answers (``Pipeline.predict`` is those
-    transforms then the final step's ``predict``, and the same holds for ``predict_proba``);
-    for estimators whose ``predict`` is itself the arg-max of ``predict_proba`` (forests,
-    histogram boosting) the labels are taken from the probabilities instead of computing them twice.
-    With ``probabilities=False`` it is exactly ``model.predict``.
-    """
-    import numpy as np
 
-    model = loaded.model
-    wants_proba = probabilities and loaded.is_classifier and hasattr(model, "predict_proba")
-    transforms, final = _final_step(model) if wants_proba else ([], model)
+def prediction_body(predictions: Any, proba: Any | None, classes: list[Any] | None) -> dict[str, Any]:
+    """What :func:`predict_rows` answers for these arrays: labels or values, and probabilities when computed."""
+    if proba is None:
+        return {"predictions": json_values(predictions)}
+    return {"predictions": json_values(predictions), "probabilities": json_values(proba), "classes": classes}
+
+
+def transformed(model: Any, frame: Any) -> tuple[Any, Any]:
+    """The rows a Pipeline's final step gets for ``frame``, and that step; ``(frame, model)`` for anything else."""
+    transforms, final = _final_step(model)
     rows = frame
     for transform in transforms:
         rows = transform.transform(rows)
-    if not wants_proba:
-        return {"predictions": json_values(np.asarray(model.predict(frame)))}
+    return rows, final
+
+
+def final_outputs(final: Any, rows: Any, probabilities: bool) -> tuple[Any, Any | None]:
+    """``final.predict(rows)`` and, with ``probabilities``, ``final.predict_proba(rows)``, as numpy arrays.
+
+    For estimators whose ``predict`` is itself the arg-max of ``predict_proba`` (forests,
+    histogram boosting) the labels are taken from the probabilities instead of computing them twice.
+    """
+    import numpy as np
+
+    if not probabilities:
+        return np.asarray(final.predict(rows)), None
     proba = np.asarray(final.predict_proba(rows))
     if _predict_is_argmax_of_proba(final):
-        predictions = final.classes_.take(np.argmax(proba, axis=1), axis=0)
-    else:
-        predictions = np.asarray(final.predict(rows))
-    return {
-        "predictions": json_values(predictions),
-        "probabilities": json_values(proba),
-        "classes": loaded.classes,
-    }
+        return final.classes_.take(np.argmax(proba, axis=1), axis=0), proba
+    return np.asarray(final.predict(rows)), proba
 
+
+def pipeline_outputs(model: Any, frame: Any, probabilities: bool) -> tuple[Any, Any | None]:
+    """``model.predict(frame)`` and, with ``probabilities``, ``model.predict_proba(frame)``: the normal path.
+
+    For a Pipeline the transforms run once for both answers (``Pipeline.predict`` is those
+    transforms then the final step's ``predict``, and the same holds for ``predict_proba``).
+    """
+    import numpy as np
+
+    if not probabilities:
+        return np.asarray(model.predict(frame)), None
+    rows, final = transformed(model, frame)
+    return final_outputs(final, rows, probabilities=True)
+
+
+def predict_rows(loaded: LoadedModel, frame: Any, *, probabilities: bool = True) -> dict[str, Any]:
+    """Predictions (and, for a classifier, probabilities) exactly as ``model.predict`` / ``predict_proba`` give.
+
+    With ``probabilities=False`` it is exactly ``model.predict``. A model with a verified fast
+    path (:mod:`mlops_airflow.serving.compiled`) is answered by it, bit for bit the same.
+    """
+    wants = _wants_probabilities(loaded, probabilities)
+    fast = loaded.fast
+    if fast is not None:
+        answer = _fast_answer(loaded, fast.columns_of(frame), wants)
+        if answer is not None:
+            return answer
+    return prediction_body(*pipeline_outputs(loaded.model, frame, wants), loaded.classes)
+
+
+def predict_columns(loaded: LoadedModel, columns: dict[str, Any], *, probabilities: bool = True) -> dict[str, Any]:
+    """:func:`predict_rows` on the frame ``columns`` make, building that frame only if the fast path cannot answer.
+
+    ``columns`` hold checked rows as the model's frame would hold them, one array per schema
+    column (:func:`typed_columns`).
+    """
+    wants = _wants_probabilities(loaded, probabilities)
+    answer = _fast_answer(loaded, columns, wants)
+    if answer is not None:
+        return answer
+    frame = loaded.request_checker.frame_from(columns)
+    return prediction_body(*pipeline_outputs(loaded.model, frame, wants), loaded.classes)
+
+
+def typed_columns(loaded: LoadedModel, values: dict[str, list[Any]]) -> dict[str, Any]:
+    """Checked values (one request's, or several concatenated) typed as ``build_frame`` types them, without the frame."""
+    return loaded.request_checker.typed_columns(values)
+
+
+def _fast_answer(loaded: LoadedModel, columns: dict[str, Any] | None, probabilities: bool) -> dict[str, Any] | None:
+    """The fast path's answer, or None: no fast path, columns it was not verified on, or a failure."""
+    fast = loaded.fast
+    if fast is None or columns is None or not fast.accepts(columns):
+        return None
+    try:
+        return fast.predict(columns, probabilities)
+    except Exception:  # it never decides an error: the normal path answers, or raises what the model raises
+        log.debug("predict: the fast path of %s version %s declined these rows", loaded.model_name, loaded.version,
+                  exc_info=True)
+        return None
 
 
 class _Job:
@@ -186,8 +256,8 @@ class MicroBatcher:
             for name in names:
                 merged[name].extend((item.parsed.values or {})[name])
         try:
-            body = predict_rows(loaded, loaded.request_checker.build_frame(merged),
-                                probabilities=any(item.probabilities for item in batch))
+            body = predict_columns(loaded, typed_columns(loaded, merged),
+                                   probabilities=any(item.probabilities for item in batch))
         except Exception:  # which request is at fault? predict them one by one
             return [_predict_one(item) for item in batch]
         results, start = [], 0
@@ -209,6 +279,7 @@ def _predict_one(job: _Job) -> Any:
 def predict_parsed(loaded: LoadedModel, parsed: ParsedRows, *, probabilities: bool = True) -> Any:
     """:func:`predict_rows` on one checked request; the exception instead if it raises."""
     try:
-        return predict_rows(loaded, loaded.request_checker.frame_of(parsed), probabilities=probabilities)
+        columns = parsed.columns if parsed.columns is not None else typed_columns(loaded, parsed.values or {})
+        return predict_columns(loaded, columns, probabilities=probabilities)
     except Exception as exc:  # handed to the request, which turns it into its answer
         return exc

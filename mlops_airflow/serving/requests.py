@@ -105,6 +105,14 @@ class SchemaChecker:
         """The model's input from checked values (those of one request, or of several concatenated)."""
         return _build_frame(self.columns, values)
 
+    def typed_columns(self, values: dict[str, list[Any]]) -> dict[str, Any]:
+        """Checked values, one array per schema column, typed as :meth:`build_frame` types them (no frame)."""
+        return {checker.name: _frame_column(checker, values[checker.name]) for checker in self.columns}
+
+    def frame_from(self, columns: dict[str, Any]) -> pd.DataFrame:
+        """The model's input from :meth:`typed_columns` (or the whole-column checks' typed columns)."""
+        return _frame_from(self.columns, columns)
+
     def frame_of(self, parsed: ParsedRows) -> pd.DataFrame:
         """The model's input for one accepted request (``parse_rows(..., frame=False)``)."""
         if parsed.columns is not None:

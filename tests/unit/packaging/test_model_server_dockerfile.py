@@ -113,11 +113,10 @@ def test_the_kubernetes_deployment_s_arguments_are_accepted(container_env: dict[
     assert got.pinned
 
 
-def test_without_a_model_name_serve_says_how_to_give_one(container_env: dict[str, str]) -> None:
-    from mlops_airflow.exceptions import ConfigError
-
-    with pytest.raises(ConfigError, match="give NAME or set MLOPS_AIRFLOW_MODEL_NAME"):
-        config_for([])
+def test_without_a_model_name_the_container_serves_every_model(container_env: dict[str, str]) -> None:
+    everything = config_for([])
+    assert (everything.model_name, everything.models) == (None, ())
+    assert config_for(["trips_*"]).models == ("trips_*",)
 
 
 def test_the_build_context_is_the_repository_root() -> None:
