@@ -65,6 +65,22 @@ class ArtifactStore(ABC):
     def delete(self, key: str) -> None:
         """Remove an object (no error if absent)."""
 
+    def list_dir(self, folder: str = "", *, starts_with: str = "") -> tuple[builtins.list[str], builtins.list[str]]:
+        """The names of the objects and of the folders directly below ``folder``, each sorted.
+
+        Only names beginning with ``starts_with`` are returned. Nothing deeper is read: on S3
+        this is a delimited listing, one request per 1,000 names, whatever the folders hold.
+        This default lists every key below ``folder``; backends override it.
+        """
+        base = folder.strip("/")
+        files: set[str] = set()
+        folders: set[str] = set()
+        for key in self.list(base):
+            name, slash, _ = key[len(base) + 1 if base else 0 :].partition("/")
+            if name.startswith(starts_with):
+                (folders if slash else files).add(name)
+        return sorted(files), sorted(folders)
+
     def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         """Like :meth:`list`, with each object's size, modification time and change token."""
         from mlops_airflow.exceptions import StorageError

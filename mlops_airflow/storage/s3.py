@@ -154,6 +154,25 @@ class S3Store(ArtifactStore):
         ]
         return sorted(infos, key=lambda info: info.key)
 
+    def list_dir(self, folder: str = "", *, starts_with: str = "") -> tuple[builtins.list[str], builtins.list[str]]:
+        """See :meth:`ArtifactStore.list_dir`: one delimited ``ListObjectsV2`` per 1,000 names."""
+        base = self._key(folder.strip("/")) if folder.strip("/") else self.prefix
+        full = (f"{base}/" if base else "") + starts_with
+
+        def collect() -> tuple[builtins.list[str], builtins.list[str]]:
+            files: builtins.list[str] = []
+            folders: builtins.list[str] = []
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+                files.extend(item["Key"] for item in page.get("Contents", []))
+                folders.extend(item["Prefix"] for item in page.get("CommonPrefixes", []))
+            return files, folders
+
+        files, folders = self._call("list", folder, collect)
+        strip = len(base) + 1 if base else 0
+        return (sorted(key[strip:] for key in files if not key.endswith("/")),
+                sorted(prefix[strip:].rstrip("/") for prefix in folders))
+
     def open_read(self, key: str) -> BinaryIO:
         """A seekable reader over ranged GETs (8 MB at a time): Parquet footers and CSV streams alike."""
         head = self._call("stat", key, lambda: self.client.head_object(Bucket=self.bucket, Key=self._key(key)))
