@@ -105,7 +105,7 @@ def _views(reg: Any, name: str, aliases: dict[str, int]) -> list[dict[str, Any]]
     if not versions:
         raise ModelNotFound(f"no model named {name!r} in {reg.store.uri}")
     # One read per version: in parallel, so that a model with hundreds of versions on S3 opens in a second.
-    manifests = parallel_map(lambda version: reg.get_version(name, version), versions)
+    manifests = parallel_map(lambda version: reg.get_version(name, version), versions, reg.store.read_concurrency)
     return [version_view(reg, name, manifest, aliases) for manifest in manifests]
 
 

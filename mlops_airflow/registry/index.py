@@ -20,7 +20,7 @@ What a reader gets (:meth:`ModelIndex.catalog`, then :meth:`ModelIndex.rows` for
   folder. A folder without a summary (a registry written before the index, or a model whose
   candidates were all rejected) is checked against its versions/ listing, so no model is
   hidden; a summary whose folder is gone is ignored.
-- the rows of the models asked for only, read in parallel: the summary, or the truth when the
+- the rows of the models asked for only, read in parallel on S3 (``read_concurrency``): the summary, or the truth when the
   model has a pending marker or no readable summary.
 
 Concurrent writers keep the summary right without a lock: each reads the summary's change
@@ -65,8 +65,6 @@ PENDING = "_index/pending"
 #: A pending marker older than this belongs to a change that crashed: whoever re-derives the
 #: model's summary after it may delete it. Changes take seconds; gc of a huge model, minutes.
 ABANDONED_AFTER = 3600.0
-#: Parallel reads per listing: S3 answers each in tens of milliseconds, and boto3 pools 10 connections.
-READ_THREADS = 8
 _CAS_ATTEMPTS = 8
 _GLOB_CHARS = "*?["
 
@@ -86,7 +84,7 @@ def name_filter(match: str | None) -> tuple[str, Callable[[str], bool]]:
     return match[:cut], lambda name: fnmatch.fnmatchcase(name, match)
 
 
-def parallel_map(fn: Callable[[T], R], items: Iterable[T], threads: int = READ_THREADS) -> list[R]:
+def parallel_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> list[R]:
     """``[fn(item) for item in items]``, in order, ``threads`` at a time.
 
     The first call runs alone, so that a client built lazily on first use (boto3's, which is
@@ -236,7 +234,7 @@ class ModelIndex:
         started = time.time()
         _, folders = self.store.list_dir("", starts_with=head)
         models = [name for name in folders if valid_name(name) and test(name)]
-        outcomes = parallel_map(self.refresh, models)
+        outcomes = parallel_map(self.refresh, models, self.store.read_concurrency)
         counts: dict[str, Any] = {outcome: outcomes.count(outcome) for outcome in sorted(set(outcomes))}
         summaries, _ = self.store.list_dir(SUMMARIES, starts_with=head)
         orphans = [n.removesuffix(".json") for n in summaries if n.endswith(".json")]
@@ -272,7 +270,7 @@ class ModelIndex:
         markers, _ = self.store.list_dir(PENDING, starts_with=head)
         pending = {owner for owner, _ in map(_parse_marker, markers) if owner is not None and owner in present}
         unknown = sorted(present - summarized)
-        found = dict(zip(unknown, parallel_map(self._versions_or_none, unknown), strict=True))
+        found = dict(zip(unknown, parallel_map(self._versions_or_none, unknown, self.store.read_concurrency), strict=True))
         versions = {name: numbers for name, numbers in found.items() if numbers}
         names = sorted(summarized | set(versions))
         return Catalog(names, frozenset(pending & set(names)), frozenset(versions), versions)
@@ -297,7 +295,7 @@ class ModelIndex:
                 summary = self.summarize(name, catalog.versions.get(name))
             return row_of(summary) if summary is not None else None
 
-        return [found for found in parallel_map(row, names) if found is not None]
+        return [found for found in parallel_map(row, names, self.store.read_concurrency) if found is not None]
 
     def _read_summary(self, model: str) -> dict[str, Any] | None:
         """The stored summary, or None when missing, unreadable or from a newer format (then: the truth)."""

@@ -32,6 +32,9 @@ class ArtifactStore(ABC):
 
     #: The root URI (a local path or ``s3://bucket/prefix``).
     uri: str
+    #: How many reads are worth running at once: several over a network, one on a local disk
+    #: (its reads take microseconds; threads would only add switching).
+    read_concurrency: int = 1
 
     @abstractmethod
     def read_bytes(self, key: str) -> bytes:

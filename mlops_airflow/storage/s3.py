@@ -49,6 +49,9 @@ class S3Store(ArtifactStore):
     caller (the registry) recognises its own object.
     """
 
+    #: Each request waits tens of milliseconds on the network; boto3 pools 10 connections.
+    read_concurrency = 8
+
     def __init__(self, uri: str, client: Any | None = None, *, backoff: float = 0.2) -> None:
         if not uri.startswith("s3://"):
             raise ValueError(f"uri must start with s3://, got {uri!r}")

@@ -218,3 +218,17 @@ def test_default_list_dir_matches_the_local_one(registry: ModelRegistry) -> None
     assert ArtifactStore.list_dir(store, "") == store.list_dir("")  # the base version, over list()
     assert store.list_dir("", starts_with="_")[1] == ["_index"]
     assert store.list_dir("m/versions") == (["1.json"], []) and store.list_dir("nope") == ([], [])
+
+
+def test_parallel_reads_keep_the_order_and_run_the_first_alone() -> None:
+    from mlops_airflow.registry.index import parallel_map
+
+    seen: list[str] = []
+
+    def work(item: int) -> int:
+        seen.append(threading.current_thread().name)
+        return item * 2
+
+    assert parallel_map(work, range(20), 4) == [i * 2 for i in range(20)]
+    assert seen[0] == threading.main_thread().name and len(set(seen)) > 1  # a lazy client is built once, alone
+    assert parallel_map(work, [], 4) == [] and parallel_map(work, [3], 4) == [6]
