@@ -3,7 +3,8 @@
 Layout below the store's root (a model name never starts with ``_``, so nothing clashes)::
 
     _index/models/<model>.json                  the summary: versions, latest, aliases, task, registered_at
-    _index/pending/<model>.<ms>-<id>.json       a change to <model> in progress, or one that crashed
+    _index/pending/<model>.<ms>-<id>            a change to <model> in progress, or one that crashed
+    _index/empty/<folder>                       a folder the last reindex found without a version
 
 The versions/ and aliases/ files stay the truth; a summary is derived from them. Every change
 the registry makes to a model (register, set_alias, remove_alias, gc) runs inside
@@ -15,11 +16,13 @@ stale and read that model's truth instead; the model's next change, or
 
 What a reader gets (:meth:`ModelIndex.catalog`, then :meth:`ModelIndex.rows` for one page):
 
-- the names: one delimited listing of the root (model folders), one of the summaries and one of
-  the pending markers, each a request per 1,000 names on S3, nothing read inside a model's
-  folder. A folder without a summary (a registry written before the index, or a model whose
-  candidates were all rejected) is checked against its versions/ listing, so no model is
-  hidden; a summary whose folder is gone is ignored.
+- the names: delimited listings of the root (model folders), the summaries, the pending
+  markers and the empty folders, each a request per 1,000 names on S3, nothing read inside a
+  model's folder. A folder without a summary (a registry written before the index, or a model
+  not registered yet) is checked against its versions/ listing, so no model is hidden, unless
+  the last reindex recorded it as empty and no change to it has started since (a change
+  writes its marker first, and its summary before removing it); a summary whose folder is
+  gone is ignored.
 - the rows of the models asked for only, read in parallel on S3 (``read_concurrency``): the summary, or the truth when the
   model has a pending marker or no readable summary.
 
@@ -29,8 +32,10 @@ so the last summary stored was derived from a truth read after every change that
 before it. ``revision`` grows with every rewrite so that no two summaries are byte-equal (the
 local store's compare-and-swap compares content).
 
-Limits, plainly: a change made by something other than this registry code (an older
-mlops-airflow, a hand edit) leaves no marker; run ``models reindex`` after one. A writer
+Markers are empty objects: their name says everything. Limits, plainly: a change made by
+something other than this registry code (an older mlops-airflow, a hand edit) leaves no
+marker, so its summary stays stale, or, for a first version in a folder recorded as empty,
+the model stays unlisted; run ``models reindex`` after one. A writer
 stalled for more than :data:`ABANDONED_AFTER` between its marker and its summary may find its
 marker cleared as abandoned; it still writes the summary after its change, so only a crash
 after such a stall leaves a stale summary undetected.
@@ -62,6 +67,7 @@ R = TypeVar("R")
 
 SUMMARIES = "_index/models"
 PENDING = "_index/pending"
+EMPTY = "_index/empty"
 #: A pending marker older than this belongs to a change that crashed: whoever re-derives the
 #: model's summary after it may delete it. Changes take seconds; gc of a huge model, minutes.
 ABANDONED_AFTER = 3600.0
@@ -147,8 +153,8 @@ class ModelIndex:
         from mlops_airflow.registry.registry import check_name
 
         check_name(model)
-        marker = f"{PENDING}/{model}.{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}.json"
-        self.store.write_bytes(marker, b"{}")
+        marker = f"{PENDING}/{model}.{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}"
+        self.store.write_bytes(marker, b"")
         try:
             yield
         finally:
@@ -208,7 +214,10 @@ class ModelIndex:
                 return "unchanged"
             revision = int((current or {}).get("revision") or 0) + 1
             record = to_bytes(validate_record("summary", {**truth, "revision": revision}))
-            if self.store.create(key, record) if current is None else self.store.replace_if(key, record, token):
+            if current is None and self.store.create(key, record):
+                self.store.delete(f"{EMPTY}/{model}")  # tidy: a summary outranks the record anyway
+                return "written"
+            if current is not None and self.store.replace_if(key, record, token):
                 return "written"
         return "contended"
 
@@ -234,8 +243,17 @@ class ModelIndex:
         started = time.time()
         _, folders = self.store.list_dir("", starts_with=head)
         models = [name for name in folders if valid_name(name) and test(name)]
+        empties = set(self.store.list_dir(EMPTY, starts_with=head)[0])
         outcomes = parallel_map(self.refresh, models, self.store.read_concurrency)
         counts: dict[str, Any] = {outcome: outcomes.count(outcome) for outcome in sorted(set(outcomes))}
+        for model, outcome in zip(models, outcomes, strict=True):
+            if outcome in ("absent", "removed") and model not in empties:
+                self.store.write_bytes(f"{EMPTY}/{model}", b"")  # no version: readers need not look again
+            elif outcome not in ("absent", "removed") and model in empties:
+                self.store.delete(f"{EMPTY}/{model}")
+        stale = [name for name in empties if test(name) and name not in set(folders)]
+        for name in stale:
+            self.store.delete(f"{EMPTY}/{name}")
         summaries, _ = self.store.list_dir(SUMMARIES, starts_with=head)
         orphans = [n.removesuffix(".json") for n in summaries if n.endswith(".json")]
         orphans = [name for name in orphans if test(name) and name not in set(folders)]
@@ -255,7 +273,7 @@ class ModelIndex:
 
     # -- readers -----------------------------------------------------------------------
     def catalog(self, match: str | None = None) -> Catalog:
-        """The models whose name matches ``match`` (prefix or glob; None: all), from three listings.
+        """The models whose name matches ``match`` (prefix or glob; None: all), from four listings.
 
         Reads nothing inside a model's folder except for folders without a summary (see the
         module docstring); writes nothing.
@@ -269,7 +287,8 @@ class ModelIndex:
         summarized = {n.removesuffix(".json") for n in files if n.endswith(".json")} & present
         markers, _ = self.store.list_dir(PENDING, starts_with=head)
         pending = {owner for owner, _ in map(_parse_marker, markers) if owner is not None and owner in present}
-        unknown = sorted(present - summarized)
+        empty = set(self.store.list_dir(EMPTY, starts_with=head)[0]) - pending
+        unknown = sorted(present - summarized - empty)
         found = dict(zip(unknown, parallel_map(self._versions_or_none, unknown, self.store.read_concurrency), strict=True))
         versions = {name: numbers for name, numbers in found.items() if numbers}
         names = sorted(summarized | set(versions))
@@ -320,9 +339,9 @@ def to_bytes(record: dict[str, Any]) -> bytes:
 
 
 def _parse_marker(name: str) -> tuple[str | None, float | None]:
-    """``(model, started in ms)`` of a pending marker's file name; ``(None, None)`` if it is not one."""
-    stem, dot, tail = name.removesuffix(".json").rpartition(".")
-    if not dot or not name.endswith(".json"):
+    """``(model, started in ms)`` of a pending marker's name (``<model>.<ms>-<id>``); ``(None, None)`` if not one."""
+    stem, dot, tail = name.rpartition(".")
+    started, dash, _ = tail.partition("-")
+    if not dot or not dash:
         return None, None
-    started = tail.split("-", 1)[0]
     return stem, float(started) if started.isdigit() else None

@@ -37,7 +37,7 @@ def model_listing(registry: RegistryBackend, *, match: str | None = None, offset
                   limit: int | None = None) -> ModelListing:
     """The models whose name matches ``match`` (a prefix, or a glob with ``*?[``), ``limit`` of them from ``offset``.
 
-    Reads three listings and then only the rows of the page (see
+    Reads four listings and then only the rows of the page (see
     :mod:`mlops_airflow.registry.index`): a page costs the same with 30 models or 3,000.
     """
     if offset < 0 or (limit is not None and limit < 1):

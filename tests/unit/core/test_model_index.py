@@ -232,3 +232,27 @@ def test_parallel_reads_keep_the_order_and_run_the_first_alone() -> None:
     assert parallel_map(work, range(20), 4) == [i * 2 for i in range(20)]
     assert seen[0] == threading.main_thread().name and len(set(seen)) > 1  # a lazy client is built once, alone
     assert parallel_map(work, [], 4) == [] and parallel_map(work, [3], 4) == [6]
+
+
+def test_reindex_records_empty_folders_which_a_change_reopens(registry: ModelRegistry,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    add_version(registry, "a")
+    for name in ("rejected", "later"):
+        registry.put_artifact(name, name.encode(), candidate_fields())  # candidates only, no version
+    registry.index.rebuild()
+    assert registry.store.list_dir("_index/empty")[0] == ["later", "rejected"]
+    probed: list[str] = []
+    real = registry.list_versions
+    monkeypatch.setattr(registry, "list_versions", lambda model: probed.append(model) or real(model))
+    assert registry.list_models() == ["a"] and probed == []  # nothing to look into: one listing each
+
+    def crash(model: str) -> str:
+        raise OSError("died after the commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(registry.index, "refresh", crash)
+        add_version(registry, "later", promote=False)  # a first version, then no summary: the marker says so
+    probed.clear()
+    assert registry.list_models() == ["a", "later"] and probed == ["later"]
+    add_version(registry, "later", promote=False)  # its next change writes the summary, drops the empty record
+    assert registry.store.list_dir("_index/empty")[0] == ["rejected"] and stored(registry, "later")["versions"] == 2
