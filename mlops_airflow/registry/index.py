@@ -281,9 +281,13 @@ class ModelIndex:
         from mlops_airflow.registry.registry import valid_name
 
         head, test = name_filter(match)
-        _, folders = self.store.list_dir("", starts_with=head)
+        # The two long listings (1,000 names a request) at once; then, in this order, the short ones.
+        # Order matters: a change deletes the empty record before its marker, and writes its summary
+        # before both, so summaries -> markers -> empty records cannot miss a model that a change
+        # finished registering before the markers were listed.
+        (_, folders), (files, _) = parallel_map(lambda folder: self.store.list_dir(folder, starts_with=head),
+                                                ["", SUMMARIES], self.store.read_concurrency)
         present = {name for name in folders if valid_name(name) and test(name)}
-        files, _ = self.store.list_dir(SUMMARIES, starts_with=head)
         summarized = {n.removesuffix(".json") for n in files if n.endswith(".json")} & present
         markers, _ = self.store.list_dir(PENDING, starts_with=head)
         pending = {owner for owner, _ in map(_parse_marker, markers) if owner is not None and owner in present}
