@@ -1,6 +1,7 @@
 """The ``mlops-airflow`` command.
 
-    mlops-airflow models list [--json]
+    mlops-airflow models list [--json] [--match PATTERN] [--limit N] [--offset K]
+    mlops-airflow models reindex [--match PATTERN] [--json]
     mlops-airflow models show NAME [--version N | --alias A] [--json]
     mlops-airflow models rollback NAME [--to VERSION] [--reason TEXT] [--by WHO]
                                   [--target local|kubernetes|none] [--namespace NS] [--image IMAGE] ...
@@ -38,25 +39,61 @@ def _registry(args: argparse.Namespace) -> Any:
     return open_registry(args.registry or settings.registry_uri())
 
 
+def _count(least: int) -> Any:
+    """An argparse type: a whole number >= ``least``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is below {least}")
+        return value
+
+    return parse
+
+
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from mlops_airflow.registry.overview import model_rows
+    from mlops_airflow.registry.overview import model_listing
 
     registry = _registry(args)
-    rows = model_rows(registry)
+    listing = model_listing(registry, match=args.match, offset=args.offset, limit=args.limit)
+    rows = listing.rows
+    if listing.unindexed:
+        print(f"note: {listing.unindexed} model(s) have no index summary and were read from their version files; "
+              "`mlops-airflow models reindex` makes listing them fast", file=sys.stderr)
     if args.json:
         _print_json(rows)
+    elif not listing.total:
+        print(f"no models{f' matching {args.match!r}' if args.match else ''} in {registry.store.uri}")
+    else:
+        print(f"{'NAME':<28} {'VERSIONS':>8} {'LATEST':>6}  {'TASK':<11} ALIASES")
+        for row in rows:
+            aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(row["aliases"].items())) or "-"
+            print(f"{row['name']:<28} {row['versions']:>8} {row['latest']:>6}  {row['task_type'] or '-':<11} {aliases}")
+    if len(rows) < listing.total:  # on stderr: the table on stdout stays the same for scripts
+        shown = f"{listing.offset + 1}-{listing.offset + len(rows)}" if rows else "none"
+        follow = f"; --offset {listing.offset + len(rows)} for the next" if listing.more else ""
+        print(f"models {shown} of {listing.total}{follow}", file=sys.stderr)
+    return 0
+
+
+def cmd_models_reindex(args: argparse.Namespace) -> int:
+    report = _registry(args).index.rebuild(args.match)
+    if args.json:
+        _print_json(report)
         return 0
-    if not rows:
-        print(f"no models in {registry.store.uri}")
-        return 0
-    print(f"{'NAME':<28} {'VERSIONS':>8} {'LATEST':>6}  {'TASK':<11} ALIASES")
-    for row in rows:
-        aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(row["aliases"].items())) or "-"
-        print(f"{row['name']:<28} {row['versions']:>8} {row['latest']:>6}  {row['task_type'] or '-':<11} {aliases}")
+    print(f"{report['models']} model(s) in {report['folders']} folder(s): {report.get('written', 0)} summaries written, "
+          f"{report.get('unchanged', 0)} already right, {report['orphans_removed'] + report.get('removed', 0)} removed, "
+          f"{report['abandoned_markers_removed']} abandoned change marker(s) cleared")
+    if report.get("contended"):
+        print(f"{report['contended']} model(s) were changing meanwhile; their own writers update them",
+              file=sys.stderr)
     return 0
 
 
@@ -317,9 +354,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     models = commands.add_parser("models", help="registered models").add_subparsers(dest="action", required=True)
-    listing = models.add_parser("list", help="list models")
+    listing = models.add_parser("list", help="list models (sorted by name)")
     listing.add_argument("--json", action="store_true")
+    listing.add_argument("--match", metavar="PATTERN",
+                         help="only names starting with PATTERN, or matching it as a glob if it has * ? or [")
+    listing.add_argument("--limit", type=_count(1), metavar="N", help="at most N models (default: all)")
+    listing.add_argument("--offset", type=_count(0), default=0, metavar="K", help="skip the first K models")
     listing.set_defaults(func=cmd_models_list)
+    reindex = models.add_parser("reindex", help="rebuild the model index from the version and alias files "
+                                                "(once after upgrading; after changes made by other means)")
+    reindex.add_argument("--match", metavar="PATTERN", help="only models matching PATTERN (prefix or glob)")
+    reindex.add_argument("--json", action="store_true")
+    reindex.set_defaults(func=cmd_models_reindex)
     show = models.add_parser("show", help="one version of a model")
     show.add_argument("name")
     which = show.add_mutually_exclusive_group()

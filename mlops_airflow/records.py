@@ -18,7 +18,7 @@ from mlops_airflow.exceptions import RegistryError
 
 #: The newest record format this code writes and reads.
 FORMAT_VERSION = 1
-RecordKind = Literal["manifest", "alias", "verdict", "drift"]
+RecordKind = Literal["manifest", "alias", "verdict", "drift", "summary"]
 
 
 @functools.cache

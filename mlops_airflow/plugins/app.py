@@ -1,10 +1,11 @@
 """The plugin's web app, mounted on the Airflow API server at ``/mlops``: read-only pages over the registry.
 
-    GET /mlops/                                   the Models page
+    GET /mlops/?q=&page=&size=                    the Models index, a page at a time (50 by default)
     GET /mlops/models/{name}                      a model: aliases, metrics over versions, versions
     GET /mlops/models/{name}/versions/{n}         a version: verdict, metrics, lineage, reports
     GET /mlops/models/{name}/reports/{key}        a gate or validation report, from the registry
-    GET /mlops/api/models                         the models as JSON (as ``mlops-airflow models list --json``)
+    GET /mlops/api/models?q=&offset=&limit=       the models as JSON (as ``mlops-airflow models list --json``);
+                                                  the count matching ``q`` in the ``X-Total-Count`` header
     GET /mlops/api/models/{name}/versions/{n}     a version as JSON (as ``mlops-airflow models show --json``)
 
 Every route requires the API server's token (:func:`~mlops_airflow.plugins.auth.require_viewer`).
@@ -19,7 +20,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from mlops_airflow import settings
@@ -30,7 +31,7 @@ from mlops_airflow.plugins.auth import require_viewer
 #: Pages and reports are static HTML with inline CSS and SVG: nothing else may load or run in them.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-                               "frame-ancestors 'self'; base-uri 'none'; form-action 'none'",
+                               "frame-ancestors 'self'; base-uri 'none'; form-action 'self'",  # the name filter (GET)
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
@@ -96,29 +97,39 @@ def version_links(reg: Any, view: dict[str, Any], base: str) -> pages.Links:
     )
 
 
-def _views(reg: Any, name: str) -> list[dict[str, Any]]:
+def _views(reg: Any, name: str, aliases: dict[str, int]) -> list[dict[str, Any]]:
+    from mlops_airflow.registry.index import parallel_map
     from mlops_airflow.registry.overview import version_view
 
     versions = reg.list_versions(name)
     if not versions:
         raise ModelNotFound(f"no model named {name!r} in {reg.store.uri}")
-    aliases = reg.aliases(name)
-    return [version_view(reg, name, reg.get_version(name, v), aliases) for v in versions]
+    # One read per version: in parallel, so that a model with hundreds of versions on S3 opens in a second.
+    manifests = parallel_map(lambda version: reg.get_version(name, version), versions, reg.store.read_concurrency)
+    return [version_view(reg, name, manifest, aliases) for manifest in manifests]
+
+
+#: The name filter: a prefix, or a glob with ``*``, ``?`` or ``[`` (model names are at most 128 characters).
+QUERY = Query("", max_length=200, description="name prefix, or glob")
 
 
 @app.get("/", response_class=HTMLResponse)
-def models_page(request: Request) -> HTMLResponse:
-    from mlops_airflow.registry.overview import model_rows
+def models_page(request: Request, q: str = QUERY, page: int = Query(1, ge=1, le=1_000_000),
+                size: int = Query(urls.PAGE_SIZE, ge=1, le=urls.MAX_PAGE_SIZE)) -> HTMLResponse:
+    """The Models index: only the page's models are read (see :mod:`mlops_airflow.registry.index`)."""
+    from mlops_airflow.registry.overview import model_listing
 
-    reg = registry()
-    return html(pages.models_page(model_rows(reg), registry_uri=reg.store.uri, base=api_base(request)))
+    reg, query = registry(), q.strip()
+    listing = model_listing(reg, match=query or None, offset=(page - 1) * size, limit=size)
+    return html(pages.models_page(listing.rows, total=listing.total, number=page, size=size, query=query,
+                                  registry_uri=reg.store.uri, base=api_base(request)))
 
 
 @app.get("/models/{name}", response_class=HTMLResponse)
 def model_page(name: str, request: Request) -> HTMLResponse:
     reg, base = registry(), api_base(request)
-    views = _views(reg, name)
-    alias_records = {alias: reg.get_alias(name, alias) for alias in reg.aliases(name)}
+    alias_records = reg.alias_records(name)
+    views = _views(reg, name, {alias: int(record["version"]) for alias, record in alias_records.items()})
     links = {view["version"]: version_links(reg, view, base) for view in views}
     return html(pages.model_page(name, views, links, alias_records, base=base))
 
@@ -148,10 +159,14 @@ def report(name: str, path: str) -> HTMLResponse:
 
 
 @app.get("/api/models")
-def models_json() -> list[dict[str, Any]]:
-    from mlops_airflow.registry.overview import model_rows
+def models_json(response: Response, q: str = QUERY, offset: int = Query(0, ge=0),
+                limit: int | None = Query(None, ge=1)) -> list[dict[str, Any]]:
+    """Every model (or ``limit`` of them from ``offset``) whose name matches ``q``, sorted by name."""
+    from mlops_airflow.registry.overview import model_listing
 
-    return model_rows(registry())
+    listing = model_listing(registry(), match=q.strip() or None, offset=offset, limit=limit)
+    response.headers["X-Total-Count"] = str(listing.total)
+    return listing.rows
 
 
 @app.get("/api/models/{name}/versions/{version}")

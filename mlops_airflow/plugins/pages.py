@@ -28,6 +28,8 @@ from mlops_airflow.reporting import (
 
 EXTRA_CSS = """
 nav.crumbs { font-size: .9em; margin-bottom: 1em; } nav.crumbs a { color: #1f5fbf; }
+form.filter { margin: .5em 0; } form.filter input[type=search] { width: 22em; padding: .2em .4em; }
+nav.pager { margin: 1em 0; display: flex; gap: 1.5em; }
 a { color: #1f5fbf; } code { font-size: .85em; }
 """
 
@@ -71,12 +73,35 @@ def outcome_badge(verdict: Mapping[str, Any] | None) -> Html:
     return badge(text, tone)
 
 
-def models_page(rows: Sequence[Mapping[str, Any]], *, registry_uri: str, base: str) -> str:
-    """The list of models: versions, latest version, aliases."""
+def models_page(rows: Sequence[Mapping[str, Any]], *, total: int, number: int, size: int, query: str,
+                registry_uri: str, base: str) -> str:
+    """One page of the models: versions, latest version, aliases; a name filter and links to the other pages.
+
+    ``rows`` are the models of page ``number`` (``size`` a page) among the ``total`` whose name
+    matches ``query`` (a prefix or a glob; '' for all).
+    """
+    pages = max(1, -(-total // size))
+    options = "".join(f'<option value="{n}"{" selected" if n == size else ""}>{n}</option>'
+                      for n in sorted({*urls.PAGE_SIZES, size}))
     body = [f"<h1>Models</h1><p class=\"note\">Registry: <code>{escape(registry_uri)}</code></p>"]
-    if not rows:
-        body.append("<p>No models are registered yet. Run the <code>mlops_continuous_training</code> DAG to train one.</p>")
+    body.append(
+        f'<form class="filter" method="get" action="{escape(urls.models_url(base))}">'
+        f'<input type="search" name="q" value="{escape(query)}" aria-label="Filter models by name" '
+        f'placeholder="name prefix, or a glob: srv-12*"> '
+        f'<select name="size" aria-label="Models a page">{options}</select> a page '
+        '<button type="submit">Filter</button>'
+        + (f" {link(urls.models_url(base, size=size), 'show all')}" if query else "") + "</form>"
+    )
+    matching = f" matching <code>{escape(query)}</code>" if query else ""
+    if not total:
+        body.append(f"<p>No models{matching}.</p>" if query else
+                    "<p>No models are registered yet. Run the <code>mlops_continuous_training</code> DAG to train one.</p>")
+    elif number > pages:
+        body.append(f'<p class="count">{total:,} models{matching}; page {number} is past the last page, '
+                    f'{link(urls.models_url(base, page=pages, size=size, q=query), f"page {pages}")}.</p>')
     else:
+        first = (number - 1) * size + 1
+        body.append(f'<p class="count">Models {first:,}-{first + len(rows) - 1:,} of {total:,}{matching}</p>')
         body.append(table(
             ["Model", "Versions", "Latest", "Aliases", "Task", "Registered"],
             [[link(urls.model_url(row["name"], base), row["name"]), row["versions"],
@@ -85,6 +110,10 @@ def models_page(rows: Sequence[Mapping[str, Any]], *, registry_uri: str, base: s
               row.get("task_type"), row.get("registered_at")] for row in rows],
             css_class="models",
         ))
+    if pages > 1:
+        previous = link(urls.models_url(base, page=min(number - 1, pages), size=size, q=query), "← Previous") if number > 1 else ""
+        following = link(urls.models_url(base, page=number + 1, size=size, q=query), "Next →") if number < pages else ""
+        body.append(f'<nav class="pager">{previous} <span>Page {min(number, pages)} of {pages}</span> {following}</nav>')
     return page("Models", _crumbs(base) + "".join(body), extra_css=EXTRA_CSS)
 
 

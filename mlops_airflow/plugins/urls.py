@@ -6,7 +6,7 @@ Pure string building, no Airflow or FastAPI import, so extra links can use it on
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 #: The path the plugin's FastAPI app is mounted on below the API server's root.
 URL_PREFIX = "/mlops"
@@ -23,9 +23,22 @@ def _join(base: str, path: str) -> str:
     return f"{base.rstrip('/')}{URL_PREFIX}{path}"
 
 
-def models_url(base: str = "") -> str:
-    """The Models page. ``base`` is the API server's base URL (``[api] base_url``); '' gives a path."""
-    return _join(base, "/")
+#: Models per page of the Models index unless the URL says otherwise, and the most it may ask for.
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+#: The page sizes the index offers to choose from.
+PAGE_SIZES = (25, 50, 100, 200)
+
+
+def models_url(base: str = "", *, page: int = 1, size: int = PAGE_SIZE, q: str = "") -> str:
+    """The Models index (page ``page`` of ``size`` models whose name matches ``q``).
+
+    ``base`` is the API server's base URL (``[api] base_url``); '' gives a path. Defaults
+    are left out of the query string, so the first page is plain ``/mlops/``.
+    """
+    query = {key: value for key, value in (("q", q), ("page", page), ("size", size))
+             if value and value != {"page": 1, "size": PAGE_SIZE}.get(key)}
+    return _join(base, "/") + (f"?{urlencode(query)}" if query else "")
 
 
 def model_url(name: str, base: str = "") -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlencode
 
 if TYPE_CHECKING:
+    from mlops_airflow.registry.index import ModelIndex
     from mlops_airflow.registry.registry import ModelRegistry
     from mlops_airflow.storage import ArtifactStore
 
@@ -37,6 +38,8 @@ class RegistryBackend(Protocol):
     """
 
     store: ArtifactStore
+    #: The per-model summaries listing reads (:mod:`mlops_airflow.registry.index`).
+    index: ModelIndex
     native_capabilities: dict[str, bool]
     compensations: dict[str, str]
 
@@ -49,7 +52,7 @@ class RegistryBackend(Protocol):
 
     def candidate(self, model: str, sha256: str) -> dict[str, Any]: ...
 
-    def list_models(self) -> list[str]: ...
+    def list_models(self, match: str | None = None) -> list[str]: ...
 
     def list_versions(self, model: str) -> list[int]: ...
 
@@ -60,6 +63,8 @@ class RegistryBackend(Protocol):
     def resolve(self, model: str, *, version: int | None = None, alias: str | None = None) -> dict[str, Any]: ...
 
     def get_alias(self, model: str, alias: str) -> dict[str, Any] | None: ...
+
+    def alias_records(self, model: str) -> dict[str, dict[str, Any]]: ...
 
     def aliases(self, model: str) -> dict[str, int]: ...
 

@@ -25,6 +25,7 @@ and its artifacts are left alone. Runs records and watermarks are never touched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -179,26 +180,28 @@ def apply_gc(registry: ModelRegistry, plan: GcPlan, *, by: str = "gc") -> dict[s
     model = plan.model
     deleted: dict[str, list[Any]] = {"versions": [], "candidates": [], "datasets": []}
     skipped: dict[str, str] = {}
-    for number in plan.versions:
-        now_protected = protected_versions(registry, model)
-        if number in now_protected:
-            skipped[str(number)] = f"{now_protected[number]} moved onto it during gc"
-            continue
-        key = f"{model}/versions/{number}.json"
-        try:
-            data = registry.store.read_bytes(key)
-        except ArtifactNotFound:
-            continue  # another gc got there first
-        registry.store.delete(key)
-        now_protected = protected_versions(registry, model)
-        if number in now_protected:  # the alias moved between our check and the delete: undo
-            registry.store.create(key, data)
-            skipped[str(number)] = f"{now_protected[number]} moved onto it during gc"
-            log.warning("Kept %s v%s: %s", model, number, skipped[str(number)])
-            continue
-        deleted["versions"].append(number)
-        _drop_claims(registry, model, number)
-        log.info("Deleted %s v%s", model, number)
+    # Deleting versions changes the model's count in the index: keep its summary right.
+    with registry.index.changing(model) if plan.versions else contextlib.nullcontext():
+        for number in plan.versions:
+            now_protected = protected_versions(registry, model)
+            if number in now_protected:
+                skipped[str(number)] = f"{now_protected[number]} moved onto it during gc"
+                continue
+            key = f"{model}/versions/{number}.json"
+            try:
+                data = registry.store.read_bytes(key)
+            except ArtifactNotFound:
+                continue  # another gc got there first
+            registry.store.delete(key)
+            now_protected = protected_versions(registry, model)
+            if number in now_protected:  # the alias moved between our check and the delete: undo
+                registry.store.create(key, data)
+                skipped[str(number)] = f"{now_protected[number]} moved onto it during gc"
+                log.warning("Kept %s v%s: %s", model, number, skipped[str(number)])
+                continue
+            deleted["versions"].append(number)
+            _drop_claims(registry, model, number)
+            log.info("Deleted %s v%s", model, number)
 
     # Whatever a surviving version refers to stays, including versions skipped above or registered meanwhile.
     surviving = references(registry, model, [registry.get_version(model, n) for n in registry.list_versions(model)])

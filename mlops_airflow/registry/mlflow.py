@@ -106,10 +106,10 @@ class MlflowRegistry(ModelRegistry):
             raise StorageError(f"MLflow at {self.tracking_uri} failed to {what}: {exc}") from exc
 
     # -- versions --------------------------------------------------------------------
-    def _model_versions(self, model: str | None) -> list[Any]:
+    def _model_versions(self, model: str) -> list[Any]:
         found: list[Any] = []
         token = None
-        query = f"name = '{check_name(model)}'" if model else None
+        query = f"name = '{check_name(model)}'"
         while True:
             page = self._call("list model versions", self.client.search_model_versions, query,
                               max_results=1000, page_token=token)
@@ -117,9 +117,6 @@ class MlflowRegistry(ModelRegistry):
             token = getattr(page, "token", None)
             if not token:
                 return found
-
-    def list_models(self) -> list[str]:
-        return sorted({mv.name for mv in self._model_versions(None) if TAG_MANIFEST in mv.tags})
 
     def list_versions(self, model: str) -> list[int]:
         return sorted(int(mv.version) for mv in self._model_versions(model) if TAG_MANIFEST in mv.tags)
@@ -151,7 +148,7 @@ class MlflowRegistry(ModelRegistry):
             raise ModelNotFound(f"no model named {model!r} in MLflow at {self.tracking_uri}")
         return self.get_version(model, versions[-1])
 
-    def register(self, model: str, manifest: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+    def _register(self, model: str, manifest: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
         """Commit a new MLflow model version of ``model``; see :meth:`ModelRegistry.register` for the promise."""
         sha = self._check_registrable(model, manifest)
         self._manifest_record(model, manifest, 1, idempotency_key)  # refuse an invalid manifest before MLflow sees it

@@ -7,11 +7,13 @@ Layout below the store's root::
     <model>/versions/<n>.json                 the manifest; creating it IS the commit
     <model>/aliases/<alias>.json              {version, previous, moved_at, by, reason}, CAS-replaced
     <model>/claims/<hash>.json                idempotency: which version a task attempt produced
+    _index/...                                derived summaries for listing (see :mod:`.index`)
 
 Guarantees: a version number is never given twice (manifests are created only if absent);
 a crash before the manifest leaves only an unreferenced artifact; moving an alias is a
 compare-and-swap; a retried register (same idempotency key *and* same candidate sha256)
-returns the version it made the first time.
+returns the version it made the first time. Each of those changes also keeps the model's
+summary in the model index (:mod:`mlops_airflow.registry.index`) up to date, after the change.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from mlops_airflow.exceptions import (
     RegistryError,
 )
 from mlops_airflow.records import FORMAT_VERSION, check_readable, validate_record
+from mlops_airflow.registry.index import ModelIndex
 from mlops_airflow.storage import ArtifactStore, sha256_hex
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -47,6 +50,11 @@ def to_json(record: dict[str, Any]) -> bytes:
 def idempotency_key(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
     """The key that makes a retried task attempt find its own version."""
     return f"{dag_id}/{run_id}/{task_id}/{map_index}"
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` may name a model or an alias (folders like ``_index`` never do)."""
+    return bool(_NAME.match(name))
 
 
 def check_name(name: str, what: str = "model_name") -> str:
@@ -72,6 +80,8 @@ class ModelRegistry:
 
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
+        #: Per-model summaries for listing, kept up to date by every change made here.
+        self.index = ModelIndex(self)
 
     @property
     def capabilities(self) -> dict[str, bool]:
@@ -109,8 +119,12 @@ class ModelRegistry:
             raise ModelNotFound(f"no candidate {sha256[:12]} for model {model!r}") from exc
 
     # -- versions --------------------------------------------------------------------
-    def list_models(self) -> list[str]:
-        return sorted({key.split("/", 1)[0] for key in self.store.glob("*/versions/*.json")})
+    def list_models(self, match: str | None = None) -> list[str]:
+        """Sorted names of the models with at least one version (``match``: a name prefix or glob).
+
+        From the model index's listings, not a scan of every object: see :meth:`ModelIndex.catalog`.
+        """
+        return self.index.catalog(match).names
 
     def list_versions(self, model: str) -> list[int]:
         versions = []
@@ -138,6 +152,11 @@ class ModelRegistry:
         ``manifest`` must hold the candidate's ``sha256``, whose artifact must exist. A retry
         with the same idempotency key and sha256 returns the version made the first time.
         """
+        with self.index.changing(model):
+            return self._register(model, manifest, idempotency_key=idempotency_key)
+
+    def _register(self, model: str, manifest: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        """:meth:`register` without the index: the commit protocol of this backend."""
         sha = self._check_registrable(model, manifest)
         claim_key = f"{model}/claims/{sha256_hex(f'{idempotency_key}|{sha}'.encode())}.json"
         claim = {"idempotency_key": idempotency_key, "sha256": sha, "version": None}
@@ -201,14 +220,21 @@ class ModelRegistry:
         except ArtifactNotFound:
             return None
 
-    def aliases(self, model: str) -> dict[str, int]:
+    def alias_records(self, model: str) -> dict[str, dict[str, Any]]:
+        """Every alias of ``model`` with its whole record (version, previous, moved_at, by, reason)."""
         found = {}
         for key in self.store.list(f"{check_name(model)}/aliases"):
+            if not key.endswith(".json"):
+                continue
             name = key.rsplit("/", 1)[1].removesuffix(".json")
             record = self.get_alias(model, name)
             if record:
-                found[name] = int(record["version"])
+                found[name] = record
         return found
+
+    def aliases(self, model: str) -> dict[str, int]:
+        """Every alias of ``model`` and the version it names."""
+        return {name: int(record["version"]) for name, record in self.alias_records(model).items()}
 
     def resolve(self, model: str, *, version: int | None = None, alias: str | None = None) -> dict[str, Any]:
         """The manifest named by a version or an alias (the latest version if neither)."""
@@ -238,6 +264,11 @@ class ModelRegistry:
         Raises :class:`AliasConflict` if the alias moved meanwhile; the caller decides
         what to do (the deploy stage re-evaluates instead of promoting).
         """
+        with self.index.changing(model):
+            return self._set_alias(model, alias, version, expected=expected, by=by, reason=reason)
+
+    def _set_alias(self, model: str, alias: str, version: int, *, expected: int | None, by: str,
+                   reason: str) -> dict[str, Any]:
         self.get_version(model, version)  # the target must exist
         key = f"{check_name(model)}/aliases/{check_name(alias, 'alias')}.json"
         record = {
@@ -280,6 +311,10 @@ class ModelRegistry:
         window harmless in practice.
         """
         key = f"{check_name(model)}/aliases/{check_name(alias, 'alias')}.json"
+        with self.index.changing(model):
+            self._remove_alias(model, alias, key, expected=expected)
+
+    def _remove_alias(self, model: str, alias: str, key: str, *, expected: int) -> None:
         current = self.get_alias(model, alias)
         if current is None:
             return

@@ -270,7 +270,7 @@ def log_partitions(
     # a row at 00:00:00.5 of the day after `until` is excluded, but its file is in that day's partition
     last_day = (end - timedelta(microseconds=1)).date() if end else None
     partitions = []
-    for name in store.list_folders(model_prefix(model)):
+    for name in store.list_dir(model_prefix(model))[1]:
         day = _partition_date(name)
         if day is None or (first_day and day < first_day) or (last_day and day > last_day):
             continue
@@ -290,7 +290,7 @@ def logged_models(
     Lists the model folders and each matching model's ``date=`` folders, never the log
     files: a day with a partition counts (the partition may hold rows just outside the window).
     """
-    names = [name for name in store.list_folders(PREFIX)
+    names = [name for name in store.list_dir(PREFIX)[1]
              if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)]
     return [name for name in names if log_partitions(store, name, since, until)]
 

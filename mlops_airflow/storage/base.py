@@ -32,6 +32,9 @@ class ArtifactStore(ABC):
 
     #: The root URI (a local path or ``s3://bucket/prefix``).
     uri: str
+    #: How many reads are worth running at once: several over a network, one on a local disk
+    #: (its reads take microseconds; threads would only add switching).
+    read_concurrency: int = 1
 
     @abstractmethod
     def read_bytes(self, key: str) -> bytes:
@@ -65,14 +68,21 @@ class ArtifactStore(ABC):
     def delete(self, key: str) -> None:
         """Remove an object (no error if absent)."""
 
-    def list_folders(self, prefix: str = "") -> builtins.list[str]:
-        """Names of the folders directly below ``prefix`` (the next path part of the keys under it), sorted.
+    def list_dir(self, folder: str = "", *, starts_with: str = "") -> tuple[builtins.list[str], builtins.list[str]]:
+        """The names of the objects and of the folders directly below ``folder``, each sorted.
 
-        For layouts partitioned by name (``predictions/<model>/date=...``): backends answer
-        without listing the objects below those folders. This default does list them all.
+        Only names beginning with ``starts_with`` are returned. Nothing deeper is read: on S3
+        this is a delimited listing, one request per 1,000 names, whatever the folders hold.
+        This default lists every key below ``folder``; backends override it.
         """
-        head = f"{prefix.rstrip('/')}/" if prefix else ""
-        return sorted({key[len(head):].split("/", 1)[0] for key in self.list(prefix) if "/" in key[len(head):]})
+        base = folder.strip("/")
+        files: set[str] = set()
+        folders: set[str] = set()
+        for key in self.list(base):
+            name, slash, _ = key[len(base) + 1 if base else 0 :].partition("/")
+            if name.startswith(starts_with):
+                (folders if slash else files).add(name)
+        return sorted(files), sorted(folders)
 
     def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         """Like :meth:`list`, with each object's size, modification time and change token."""

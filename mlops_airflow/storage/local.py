@@ -126,12 +126,23 @@ class LocalStore(ArtifactStore):
                 keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
         return sorted(keys)
 
-    def list_folders(self, prefix: str = "") -> builtins.list[str]:
-        base = self._path(prefix) if prefix else self.root
+    def list_dir(self, folder: str = "", *, starts_with: str = "") -> tuple[builtins.list[str], builtins.list[str]]:
+        """See :meth:`ArtifactStore.list_dir`; on disk a folder is listed even while it is empty."""
+        base = self._path(folder) if folder.strip("/") else self.root
+        files, folders = [], []
         try:
-            return sorted(entry.name for entry in os.scandir(base) if entry.is_dir() and not entry.name.startswith("."))
+            entries = list(os.scandir(base))
         except (FileNotFoundError, NotADirectoryError):
-            return []
+            return [], []
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or not name.startswith(starts_with):
+                continue
+            if entry.is_dir():
+                folders.append(name)
+            elif not name.endswith(_SUFFIXES_HIDDEN):
+                files.append(name)
+        return sorted(files), sorted(folders)
 
     def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         infos = []

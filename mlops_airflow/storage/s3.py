@@ -49,6 +49,9 @@ class S3Store(ArtifactStore):
     caller (the registry) recognises its own object.
     """
 
+    #: Each request waits tens of milliseconds on the network; boto3 pools 10 connections.
+    read_concurrency = 8
+
     def __init__(self, uri: str, client: Any | None = None, *, backoff: float = 0.2) -> None:
         if not uri.startswith("s3://"):
             raise ValueError(f"uri must start with s3://, got {uri!r}")
@@ -134,21 +137,6 @@ class S3Store(ArtifactStore):
     def list(self, prefix: str = "") -> builtins.list[str]:
         return [info.key for info in self.list_info(prefix)]
 
-    def list_folders(self, prefix: str = "") -> builtins.list[str]:
-        full = self._key(prefix)
-        if full and not full.endswith("/"):
-            full += "/"
-
-        def collect() -> builtins.list[str]:
-            # Delimiter: S3 answers with the common prefixes, never the objects below them.
-            names: list[str] = []
-            paginator = self.client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
-                names.extend(item["Prefix"][len(full):].rstrip("/") for item in page.get("CommonPrefixes", []))
-            return names
-
-        return sorted(name for name in self._call("list", prefix, collect) if name)
-
     def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         full = self._key(prefix)
         if prefix and not full.endswith("/"):
@@ -168,6 +156,25 @@ class S3Store(ArtifactStore):
             if not item["Key"].endswith("/")  # "folder" markers some tools create are not objects
         ]
         return sorted(infos, key=lambda info: info.key)
+
+    def list_dir(self, folder: str = "", *, starts_with: str = "") -> tuple[builtins.list[str], builtins.list[str]]:
+        """See :meth:`ArtifactStore.list_dir`: one delimited ``ListObjectsV2`` per 1,000 names."""
+        base = self._key(folder.strip("/")) if folder.strip("/") else self.prefix
+        full = (f"{base}/" if base else "") + starts_with
+
+        def collect() -> tuple[builtins.list[str], builtins.list[str]]:
+            files: builtins.list[str] = []
+            folders: builtins.list[str] = []
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+                files.extend(item["Key"] for item in page.get("Contents", []))
+                folders.extend(item["Prefix"] for item in page.get("CommonPrefixes", []))
+            return files, folders
+
+        files, folders = self._call("list", folder, collect)
+        strip = len(base) + 1 if base else 0
+        return (sorted(key[strip:] for key in files if not key.endswith("/")),
+                sorted(prefix[strip:].rstrip("/") for prefix in folders))
 
     def open_read(self, key: str) -> BinaryIO:
         """A seekable reader over ranged GETs (8 MB at a time): Parquet footers and CSV streams alike."""

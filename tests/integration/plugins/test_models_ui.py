@@ -234,3 +234,66 @@ def test_models_pages_in_the_airflow_ui(api_server: ApiServer, model_server: Any
     keep = os.environ.get("MLOPS_AIRFLOW_SCREENSHOTS")  # set to a folder to keep the screenshots
     if keep:
         shutil.copytree(shots, keep, dirs_exist_ok=True)
+
+
+def test_models_index_pages_and_filters_in_the_airflow_ui(api_server: ApiServer, ui_registry_uri: str,
+                                                          tmp_path: Path) -> None:
+    """More models than a page: the filter box, the page size, Next/Previous, a model's page; and the JSON pages."""
+    from testsupport import candidate_fields
+
+    from mlops_airflow.registry import open_registry
+
+    registry = open_registry(ui_registry_uri)
+    names = [f"zz-srv-{i:02d}" for i in range(60)]  # after the other test's model, so its page 1 is unchanged
+    for name in names:
+        if not registry.list_versions(name):
+            record = registry.put_artifact(name, name.encode(), candidate_fields())
+            registry.register(name, record, idempotency_key=name)
+    token = api_server.token()
+    reply = httpx.get(f"{api_server.url}/mlops/api/models", params={"q": "zz-srv-", "offset": 50, "limit": 25},
+                      headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert reply.status_code == 200 and reply.headers["x-total-count"] == "60"
+    assert [row["name"] for row in reply.json()] == names[50:]
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium with tools/chromium.sh")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
+            viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            context.add_cookies([{"name": "_token", "value": token, "url": api_server.url}])
+            page = context.new_page()
+            page.goto(f"{api_server.url}/")
+            page.get_by_role("link", name="Models").click()
+            frame = page.frame_locator("iframe")
+            expect(frame.locator("p.count")).to_contain_text("of ")
+            # The filter is a GET form inside the UI's sandboxed frame: the sandbox and our CSP must let it submit.
+            frame.get_by_label("Filter models by name").fill("zz-srv-*")
+            frame.get_by_label("Models a page").select_option("25")
+            frame.get_by_role("button", name="Filter").click()
+            expect(frame.locator("p.count")).to_have_text("Models 1-25 of 60 matching zz-srv-*")
+            rows = frame.locator("table.models tbody tr")
+            expect(rows).to_have_count(25)
+            expect(rows.first).to_contain_text("zz-srv-00")
+            expect(frame.locator("nav.pager")).to_contain_text("Page 1 of 3")
+            frame.get_by_role("link", name="Next →").click()
+            expect(frame.locator("p.count")).to_have_text("Models 26-50 of 60 matching zz-srv-*")
+            expect(rows.first).to_contain_text("zz-srv-25")
+            frame.get_by_role("link", name="Next →").click()
+            expect(frame.locator("p.count")).to_have_text("Models 51-60 of 60 matching zz-srv-*")
+            expect(rows).to_have_count(10)
+            expect(frame.get_by_role("link", name="Next →")).to_have_count(0)
+            page.screenshot(path=str(tmp_path / "5-models-last-page.png"), full_page=True)
+            frame.get_by_role("link", name="← Previous").click()
+            expect(frame.locator("p.count")).to_have_text("Models 26-50 of 60 matching zz-srv-*")
+            frame.get_by_role("link", name="zz-srv-30", exact=True).click()
+            expect(frame.locator("h1")).to_have_text("zz-srv-30")  # a model's page, as before
+        finally:
+            context.close()
+    keep = os.environ.get("MLOPS_AIRFLOW_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "5-models-last-page.png", keep)

@@ -281,3 +281,30 @@ def test_s3_lost_answer_to_an_alias_write_is_our_own_success(s3_endpoint: str, s
     client.lose_answer_for = "aliases/champion.json"
     registry.set_alias("m", "champion", 2, expected=1, by="t", reason="second")  # replace: answer lost
     assert registry.get_alias("m", "champion")["version"] == 2
+
+
+def test_listing_reads_the_index_and_sees_past_a_stale_summary(spec: dict[str, Any],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_airflow.registry.overview import model_listing
+
+    registry = build_registry(spec)
+    for model in ("b", "a"):
+        registry.register(model, candidate(registry, model.encode(), model), idempotency_key="k")
+    registry.put_artifact("rejected", b"r", candidate_fields())  # only a candidate: not a model
+    registry.set_alias("a", "champion", 1, expected=None, by="t", reason="r")
+    assert registry.list_models() == ["a", "b"] and registry.list_models("b*") == ["b"]
+    first = model_listing(registry, limit=1)
+    assert (first.total, first.more, first.unindexed) == (2, True, 0)
+    assert {k: first.rows[0][k] for k in ("name", "versions", "latest", "aliases")} == {
+        "name": "a", "versions": 1, "latest": 1, "aliases": {"champion": 1}}
+
+    def crash(model: str) -> str:
+        raise OSError("the process died after its commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(registry.index, "refresh", crash)
+        registry.register("b", candidate(registry, b"b2", "b"), idempotency_key="k2")
+    assert json.loads(registry.store.read_bytes("_index/models/b.json"))["latest"] == 1  # stale, and marked so:
+    assert [row["latest"] for row in model_listing(registry).rows] == [1, 2]
+    registry.index.rebuild()
+    assert json.loads(registry.store.read_bytes("_index/models/b.json"))["latest"] == 2

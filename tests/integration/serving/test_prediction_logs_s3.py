@@ -45,9 +45,9 @@ def test_folders_and_windows_on_s3(s3_client: Any, s3_bucket: str) -> None:
         store.write_bytes(f"predictions/{key}", line)
     s3_client.put_object(Bucket=s3_bucket, Key="registry/predictions/", Body=b"")  # a folder marker some tools make
 
-    assert store.list_folders("predictions") == ["churn", "trips_a", "trips_b"]
-    assert store.list_folders("predictions/trips_a/") == ["date=2026-01-01", "date=2026-01-10"]
-    assert store.list_folders("nothing/here") == []
+    assert store.list_dir("predictions")[1] == ["churn", "trips_a", "trips_b"]
+    assert store.list_dir("predictions/trips_a/")[1] == ["date=2026-01-01", "date=2026-01-10"]
+    assert store.list_dir("nothing/here")[1] == []
     since, until = datetime(2026, 1, 10, tzinfo=UTC), datetime(2026, 1, 11, tzinfo=UTC)
     client.listings.clear()
     assert logged_models(store, since, until, patterns=["trips_*"]) == ["trips_a"]

@@ -127,3 +127,41 @@ def test_a_person_s_decision_shows_amber_not_green() -> None:
                "decision": {"kind": "override", "by": "ana", "reason": "known seasonal dip"}}
     assert pages.outcome_badge(decided) == '<span class="badge warn">rejected + override</span>'
     assert 'class="badge pass"' in pages.outcome_badge({"outcome": "blessed", "gate_blessed": True})
+
+
+def test_models_url_keeps_only_what_differs_from_the_first_page() -> None:
+    assert urls.models_url() == "/mlops/"
+    assert urls.models_url(page=2) == "/mlops/?page=2"
+    assert urls.models_url("/base", page=3, size=25, q="srv-1*") == "/base/mlops/?q=srv-1%2A&page=3&size=25"
+
+
+def rows(names: list[str]) -> list[dict[str, Any]]:
+    return [{"name": n, "versions": 2, "latest": 2, "aliases": {"champion": 1}, "task_type": "binary",
+             "registered_at": "2026-01-01"} for n in names]
+
+
+def test_models_index_pages_with_a_count_a_filter_and_links() -> None:
+    first = pages.models_page(rows(["a", "b"]), total=5, number=1, size=2, query="", registry_uri="/r", base="")
+    assert "Models 1-2 of 5" in first and len(re.findall(r'<tr><td><a href="/mlops/models/', first)) == 2
+    assert 'href="/mlops/?page=2&amp;size=2">Next →</a>' in first and "Previous" not in first
+    assert "Page 1 of 3" in first and '<option value="2" selected>' in first  # the filter keeps the page size
+    middle = pages.models_page(rows(["c", "d"]), total=5, number=2, size=2, query="", registry_uri="/r", base="")
+    assert 'href="/mlops/?size=2">← Previous</a>' in middle and 'href="/mlops/?page=3&amp;size=2">Next' in middle
+    last = pages.models_page(rows(["e"]), total=5, number=3, size=2, query="", registry_uri="/r", base="")
+    assert "Models 5-5 of 5" in last and "Next" not in last and "Page 3 of 3" in last
+    past = pages.models_page([], total=5, number=9, size=2, query="", registry_uri="/r", base="")
+    assert "page 9 is past the last page" in past and 'href="/mlops/?page=3&amp;size=2">page 3</a>' in past
+    one = pages.models_page(rows(["a"]), total=1, number=1, size=50, query="", registry_uri="/r", base="")
+    assert '<nav class="pager"' not in one and '<option value="50" selected>' in one  # one page: no pager
+
+
+def test_models_index_filter_is_shown_escaped_and_kept_in_links() -> None:
+    hostile = '"><script>alert(1)</script>'
+    html = pages.models_page(rows(["a"]), total=3, number=1, size=1, query=hostile, registry_uri="/r", base="")
+    assert "<script>" not in html and 'value="&quot;&gt;&lt;script&gt;' in html
+    assert "matching <code>&quot;&gt;&lt;script&gt;" in html and "show all" in html
+    assert "q=%22%3E%3Cscript%3E" in html  # the next page filters the same way
+    none = pages.models_page([], total=0, number=1, size=50, query="zz", registry_uri="/r", base="")
+    assert "No models matching <code>zz</code>." in none
+    empty = pages.models_page([], total=0, number=1, size=50, query="", registry_uri="/r", base="")
+    assert "No models are registered yet" in empty

@@ -85,9 +85,9 @@ class ListingStore(LocalStore):
         self.listed.append(prefix)
         return super().list(prefix)
 
-    def list_folders(self, prefix: str = "") -> list[str]:
-        self.listed.append(f"folders:{prefix}")
-        return super().list_folders(prefix)
+    def list_dir(self, folder: str = "", *, starts_with: str = "") -> tuple[list[str], list[str]]:
+        self.listed.append(f"folders:{folder}")
+        return super().list_dir(folder, starts_with=starts_with)
 
 
 def test_a_window_lists_only_its_partitions_and_finds_the_models_that_logged(tmp_path: Any) -> None:
