@@ -61,7 +61,7 @@ from mlops_airflow.serving.metrics import ServerMetrics, worker_exited
 from mlops_airflow.serving.middleware import GuardMiddleware
 from mlops_airflow.serving.paths import model_route
 from mlops_airflow.serving.pool import DEFAULT_MAX_MODELS, FRESH_AFTER, ModelPool, ModelSlot
-from mlops_airflow.serving.predict import MicroBatcher, predict_parsed
+from mlops_airflow.serving.predict import LoopBatcher, MicroBatcher, predict_parsed
 from mlops_airflow.serving.requests import DEFAULT_MAX_ROWS, ParsedRows
 from mlops_airflow.serving.typed_bodies import parse_body
 
@@ -191,6 +191,7 @@ def create_app(
                      memory_budget_bytes=memory_budget_bytes, metrics=metrics)
     logger = prediction_logger
     batcher = MicroBatcher()
+    loop_batcher = LoopBatcher()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -366,6 +367,8 @@ def create_app(
             return parsed, None
         if parsed.rows >= batcher.max_rows:  # nothing to share a batch with: no hop (see _INLINE_BODY_BYTES)
             return parsed, predict_parsed(loaded, parsed, probabilities=probabilities)
+        if loaded.fast is not None:  # cheaper than a hop to the batcher's thread: batched on the loop
+            return parsed, await loop_batcher.predict(loaded, parsed, probabilities=probabilities)
         return parsed, await batcher.predict(loaded, parsed, probabilities=probabilities)
 
     def failure(loaded: LoadedModel, parsed: ParsedRows, result: Any) -> tuple[int, str, str] | None:

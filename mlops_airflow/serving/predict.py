@@ -234,7 +234,7 @@ class MicroBatcher:
                 batch.append(following)
                 rows += following.parsed.rows
             try:
-                results = self._predict_batch(batch)
+                results = predict_batch(batch)
             except Exception as exc:  # this thread answers every request: it must outlive any surprise
                 log.exception("predict: a batch of %d requests failed", len(batch))
                 # Not the ValueError itself: that would read as "the model rejected the rows" (422).
@@ -246,30 +246,77 @@ class MicroBatcher:
                 except RuntimeError:  # the request's event loop has closed: nobody is waiting
                     log.debug("predict: an answer arrived after its event loop closed")
 
-    def _predict_batch(self, batch: list[_Job]) -> list[Any]:
-        if len(batch) == 1:
-            return [_predict_one(batch[0])]
-        loaded = batch[0].loaded
-        names = list(batch[0].parsed.values or {})
-        merged: dict[str, list[Any]] = {name: [] for name in names}
-        for item in batch:
-            for name in names:
-                merged[name].extend((item.parsed.values or {})[name])
-        try:
-            body = predict_columns(loaded, typed_columns(loaded, merged),
-                                   probabilities=any(item.probabilities for item in batch))
-        except Exception:  # which request is at fault? predict them one by one
-            return [_predict_one(item) for item in batch]
-        results, start = [], 0
-        for item in batch:
-            end = start + item.parsed.rows
-            part = {"predictions": body["predictions"][start:end]}
-            if "probabilities" in body and item.probabilities:
-                part["probabilities"] = body["probabilities"][start:end]
-                part["classes"] = body["classes"]
-            results.append(part)
-            start = end
-        return results
+def predict_batch(batch: list[_Job]) -> list[Any]:
+    """Each request's own part of one prediction for the batch (all for one model); a failing batch request by request."""
+    if len(batch) == 1:
+        return [_predict_one(batch[0])]
+    loaded = batch[0].loaded
+    names = list(batch[0].parsed.values or {})
+    merged: dict[str, list[Any]] = {name: [] for name in names}
+    for item in batch:
+        for name in names:
+            merged[name].extend((item.parsed.values or {})[name])
+    try:
+        body = predict_columns(loaded, typed_columns(loaded, merged),
+                               probabilities=any(item.probabilities for item in batch))
+    except Exception:  # which request is at fault? predict them one by one
+        return [_predict_one(item) for item in batch]
+    results, start = [], 0
+    for item in batch:
+        end = start + item.parsed.rows
+        part = {"predictions": body["predictions"][start:end]}
+        if "probabilities" in body and item.probabilities:
+            part["probabilities"] = body["probabilities"][start:end]
+            part["classes"] = body["classes"]
+        results.append(part)
+        start = end
+    return results
+
+
+class LoopBatcher:
+    """Requests for one model that become ready in the same turn of the event loop, predicted together, on the loop.
+
+    For models with a fast path (``LoadedModel.fast``) a call costs ~0.2 ms, less than the hop to
+    :class:`MicroBatcher`'s thread and back, and with requests spread over many models such
+    hops also wait on the GIL's switch interval. So these are predicted on the event loop: the
+    first request for a model schedules a flush at the end of the current turn, and the requests
+    for that model parsed meanwhile join it (a batch of at most ``max_rows`` rows a call).
+    """
+
+    def __init__(self, max_rows: int = DEFAULT_BATCH_ROWS) -> None:
+        self.max_rows = max_rows
+        self._pending: dict[int, list[_Job]] = {}
+
+    async def predict(self, loaded: LoadedModel, parsed: ParsedRows, *, probabilities: bool = True) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        key = id(loaded)  # the very model object: a swapped version never shares a batch
+        jobs = self._pending.get(key)
+        if jobs is None:
+            jobs = self._pending[key] = []
+            loop.call_soon(self._flush, key)
+        jobs.append(_Job(loaded, parsed, probabilities, future, loop))
+        return await future
+
+    def _flush(self, key: int) -> None:
+        jobs = self._pending.pop(key)
+        batch: list[_Job] = []
+        rows = 0
+        for job in [*jobs, None]:
+            if batch and (job is None or rows + job.parsed.rows > self.max_rows):
+                try:
+                    results = predict_batch(batch)
+                except Exception as exc:  # a callback of the loop: it must not raise
+                    log.exception("predict: a batch of %d requests failed", len(batch))
+                    results = [MlopsError(f"the prediction batch failed: {type(exc).__name__}: {exc}")] * len(batch)
+                for item, result in zip(batch, results, strict=True):
+                    _settle(item.future, result)
+                batch, rows = [], 0
+            if job is not None:
+                batch.append(job)
+                rows += job.parsed.rows
 
 
 def _predict_one(job: _Job) -> Any:

@@ -322,16 +322,17 @@ def test_a_request_too_big_to_share_a_batch_is_predicted_where_it_was_parsed(
 ) -> None:
     import pandas as pd
 
-    from mlops_airflow.serving.predict import MicroBatcher
+    from mlops_airflow.serving.predict import LoopBatcher, MicroBatcher
 
     queued: list[int] = []
-    original = MicroBatcher.predict
+    for batcher in (MicroBatcher, LoopBatcher):  # whichever batches this model's requests
+        original = batcher.predict
 
-    async def counting(self: MicroBatcher, loaded: Any, parsed: Any, **kwargs: Any) -> Any:
-        queued.append(parsed.rows)
-        return await original(self, loaded, parsed, **kwargs)
+        async def counting(self: Any, loaded: Any, parsed: Any, _original: Any = original, **kwargs: Any) -> Any:
+            queued.append(parsed.rows)
+            return await _original(self, loaded, parsed, **kwargs)
 
-    monkeypatch.setattr(MicroBatcher, "predict", counting)
+        monkeypatch.setattr(batcher, "predict", counting)
     models.register()
     models.promote(1)
     rows = [{**GOOD, "hour": hour % 24} for hour in range(300)]  # >= the batcher's 256 rows, < 64 KiB
@@ -351,17 +352,17 @@ def test_a_request_too_big_to_share_a_batch_is_predicted_where_it_was_parsed(
 def test_a_batch_that_fails_outside_the_model_answers_500_and_the_server_keeps_predicting(
     models: Any, eventually: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlops_airflow.serving.predict import MicroBatcher
+    import mlops_airflow.serving.predict as predict
 
-    original = MicroBatcher._predict_batch
+    original = predict.predict_batch
     failures = [RuntimeError("injected: the batch bookkeeping broke")]
 
-    def flaky(self: MicroBatcher, batch: list[Any]) -> list[Any]:
+    def flaky(batch: list[Any]) -> list[Any]:
         if failures:
             raise failures.pop()
-        return original(self, batch)
+        return original(batch)
 
-    monkeypatch.setattr(MicroBatcher, "_predict_batch", flaky)
+    monkeypatch.setattr(predict, "predict_batch", flaky)
     models.register()
     models.promote(1)
     with TestClient(create_app(models.registry, "taxi", poll_interval=0.02)) as client:

@@ -241,3 +241,41 @@ def test_model_routes_need_the_token(registry: Any, named_models: Any, path: str
         assert client.get("/v2/health/live").status_code == 200
         ok = client.post("/models/x/predict", json={"row": GOOD}, headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
+
+
+def test_evicted_models_are_freed_although_loaded_models_are_frozen_for_the_collector(
+        registry: Any, named_models: Any) -> None:
+    import gc
+    import weakref
+
+    served(named_models, "a", "b")
+    gone = []
+    with TestClient(create_app(registry, max_models=1, poll_interval=0.05)) as client:
+        for _ in range(6):  # a and b take turns in memory: every load evicts the other
+            for name in ("a", "b"):
+                assert predict(client, name).status_code == 200
+                gone.append(weakref.ref(client.app.state.pool.slot(name).current.model))
+        assert gc.get_freeze_count() > 0  # loaded models are kept out of full collections
+        # 11 evictions: one full collection after the 8th; the 3 since were freed by reference counting
+        alive = [ref for ref in gone[:-1] if ref() is not None]  # all but the model still loaded
+    assert alive == [], f"{len(alive)} evicted models still in memory"
+
+
+def test_the_poller_reads_a_bounded_number_of_aliases_longest_unread_first(registry: Any, named_models: Any,
+                                                                         monkeypatch: Any) -> None:
+    import mlops_airflow.serving.pool as pool_module
+    from mlops_airflow.serving.pool import ModelPool
+
+    served(named_models, *(f"p{i}" for i in range(5)))
+    monkeypatch.setattr(pool_module, "ALIAS_READS_PER_SECOND", 2)
+    pool = ModelPool(registry, poll_interval=1.0)  # not started: refreshes run here, one by one
+    slots = [pool.slot(f"p{i}") for i in range(5)]
+    for age, slot in enumerate(slots):
+        slot.last_polled = age  # p0 was read longest ago
+    reads: list[str] = []
+    real = registry.get_alias
+    monkeypatch.setattr(registry, "get_alias", lambda model, alias: reads.append(model) or real(model, alias))
+    pool.poll_due()
+    assert reads == ["p0", "p1"]  # two reads a second, the longest unread first
+    pool.poll_due()
+    assert reads == ["p0", "p1", "p2", "p3"]

@@ -251,3 +251,36 @@ def test_non_finite_values_are_answered_as_null_in_any_shape() -> None:
     assert json_values(np.array(["no", "yes"], dtype=object)) == ["no", "yes"]
     assert json_values(np.array([1, 2])) == [1, 2] and type(json_values(np.array([1]))[0]) is int
     assert json.dumps(json_values(np.array([[np.nan]])), allow_nan=False) == "[[null]]"
+
+
+def test_requests_ready_together_share_one_call_on_the_loop(models: Any, monkeypatch: Any) -> None:
+    """The loop batcher: concurrent requests for a fast-path model, one prediction call, each its own rows."""
+    import asyncio
+
+    import mlops_airflow.serving.predict as predict
+    from mlops_airflow.serving.loading import load_manifest_model
+    from mlops_airflow.serving.requests import parse_rows
+
+    manifest = models.register()
+    loaded = load_manifest_model(models.registry, manifest)
+    loaded.warm()
+    assert loaded.fast is not None
+    calls: list[int] = []
+    real = predict.predict_columns
+
+    def counted(loaded_: Any, columns: dict[str, Any], **kwargs: Any) -> Any:
+        calls.append(len(next(iter(columns.values()))))
+        return real(loaded_, columns, **kwargs)
+
+    monkeypatch.setattr(predict, "predict_columns", counted)
+    rows = [{"hour": h, "passengers": 2, "fare": 10.0 + h, "payment_type": "card"} for h in range(5)]
+
+    async def main() -> list[Any]:
+        batcher = predict.LoopBatcher()
+        parsed = [parse_rows({"row": row}, loaded.request_checker, frame=False) for row in rows]
+        return await asyncio.gather(*(batcher.predict(loaded, p) for p in parsed))
+
+    answers = asyncio.run(main())
+    assert calls == [5]  # one call for the five requests
+    expected = loaded.model.predict(loaded.request_checker.build_frame({k: [r[k] for r in rows] for k in rows[0]}))
+    assert [a["predictions"][0] for a in answers] == expected.tolist()
