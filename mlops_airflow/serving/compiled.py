@@ -32,7 +32,9 @@ What compiles (anything else gives None, and the normal path serves the model):
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -79,27 +81,33 @@ class _NumericBranch:
     #: ("impute", per-column fill values, None) or ("scale", mean or None, scale or None)
     steps: tuple[tuple[str, Any, Any], ...]
 
-    def apply(self, columns: Mapping[str, Any], n_rows: int) -> np.ndarray:
+    @property
+    def width(self) -> int:
+        return len(self.names)
+
+    def apply(self, columns: Mapping[str, Any], block: np.ndarray) -> None:
+        """Write the branch's output for these columns into ``block`` (its part of the output rows)."""
         import numpy as np
 
-        # Column-major, as scikit-learn gets it: np.asarray of a DataFrame is its blocks transposed.
-        # The layout decides the layout of the stacked output, and so how BLAS sums later on.
-        block = np.empty((n_rows, len(self.names)), dtype=np.float64, order="F")
         for index, name in enumerate(self.names):
-            block[:, index] = _floats(columns[name])
+            column = columns[name]
+            # as scikit-learn converts it: numpy's own cast on assignment (what astype(float64) does), and
+            # pandas' missing values (NA) as NaN
+            block[:, index] = column if isinstance(column, np.ndarray) else column.to_numpy(dtype=np.float64, na_value=np.nan)
         for kind, first, second in self.steps:
-            if np.isinf(block).any():  # each step checks its input (ensure_all_finite="allow-nan"): let it say so
+            finite = _all_finite(block)
+            # each step checks its input (ensure_all_finite="allow-nan"): let it say so
+            if not finite and np.isinf(block).any():
                 raise _Declined("infinity")
-            if kind == "impute":
+            if kind == "impute" and not finite:  # NaN to fill
                 missing = np.isnan(block)
                 for position in np.flatnonzero(missing.any(axis=0)).tolist():
                     block[missing[:, position], position] = first[position]
-            else:  # StandardScaler.transform: X -= mean_; X /= scale_, in place
+            elif kind == "scale":  # StandardScaler.transform: X -= mean_; X /= scale_, in place
                 if first is not None:
                     block -= first
                 if second is not None:
                     block /= second
-        return block
 
 
 @dataclass(frozen=True)
@@ -117,32 +125,31 @@ class _CategoricalBranch:
     unknown_columns: tuple[int | None, ...]
     width: int
 
-    def apply(self, columns: Mapping[str, Any], n_rows: int) -> np.ndarray:
+    def apply(self, columns: Mapping[str, Any], block: np.ndarray) -> None:
+        """Set the ones of these rows in ``block`` (zeros: the branch's part of the output rows)."""
         import numpy as np
-        from sklearn.utils._missing import is_scalar_nan
 
-        block = np.zeros((n_rows, self.width), dtype=np.float64)
         rows: list[int] = []
         hot: list[int] = []
         for index, name in enumerate(self.names):
-            values = np.asarray(columns[name], dtype=object)
-            if self.fills is not None:
-                # SimpleImputer's own test on object arrays (x != x): NaN is missing, None is not
-                missing = values != values
-                if missing.any():
-                    values = values.copy()  # np.asarray may have returned the caller's array
-                    values[missing] = self.fills[index]
-            lookup, nan_column = self.lookups[index], self.nan_columns[index]
-            unknown = self.unknown_columns[index]
-            for row, value in enumerate(values.tolist()):
+            fill = self.fills[index] if self.fills is not None else None  # never None itself (_imputer_fill)
+            lookup, nan_column, unknown = self.lookups[index], self.nan_columns[index], self.unknown_columns[index]
+            for row, value in enumerate(np.asarray(columns[name], dtype=object).tolist()):
+                # SimpleImputer's own test on object arrays, x != x (numpy compares objects without an
+                # identity shortcut, as Python's != does): NaN is missing, None is not
+                if fill is not None and value != value:
+                    value = fill
                 column = lookup.get(value)
                 if column is None:  # unknown, unless NaN is a fitted category (NaN as _check_unknown tells it)
-                    column = nan_column if nan_column is not None and is_scalar_nan(value) else unknown
+                    column = nan_column if nan_column is not None and _is_nan(value) else unknown
                 if column is not None:
                     rows.append(row)
                     hot.append(column)
-        block[rows, hot] = 1.0
-        return block
+        if len(hot) > 16:
+            block[rows, hot] = 1.0
+        else:  # a fancy-index write costs ~4 µs, a dozen scalar ones less: this is most requests
+            for row, column in zip(rows, hot, strict=True):
+                block[row, column] = 1.0
 
 
 class FastPipeline:
@@ -150,22 +157,40 @@ class FastPipeline:
 
     def __init__(self, branches: list[_NumericBranch | _CategoricalBranch], final: Any,
                  kind: Literal["logistic", "linear", "estimator"], classes: list[Any] | None) -> None:
+        import numpy as np
+
         self.branches = branches
         self.final = final
         self.kind = kind
         self.classes = classes
         #: The input columns, in the order the branches read them.
         self.names = tuple(name for branch in branches for name in branch.names)
-        #: Per column, the dtypes it was verified on (set by :func:`verified_fast_path`); none accepted before.
+        #: Per column, the dtypes it was verified on (set by :func:`verified_fast_path`), in the columns
+        #: ``typed_columns`` gives (the frame's own arrays) and in those it gives with text as objects.
         self.input_dtypes: dict[str, tuple[Any, ...]] = {}
+        self.object_text_dtypes: dict[str, tuple[Any, ...]] = {}
+        #: Each branch's columns in the output rows, and their number.
+        edges = [0, *itertools.accumulate(branch.width for branch in branches)]
+        self.parts = [slice(start, stop) for start, stop in itertools.pairwise(edges)]
+        self.width = edges[-1]
+        # The memory order of the ColumnTransformer's np.hstack of the branches' blocks, which decides how
+        # BLAS sums later on: numeric blocks are Fortran-ordered (scikit-learn gets np.asarray of a DataFrame,
+        # its blocks transposed), one-hot ones C-ordered, and numpy's rule for mixing them is its own: ask it.
+        stacked = np.hstack([np.empty((2, branch.width), order="F" if isinstance(branch, _NumericBranch) else "C")
+                             for branch in branches])
+        self.order: Literal["C", "F"] = "F" if stacked.flags.f_contiguous else "C"
 
-    def accepts(self, columns: Mapping[str, Any]) -> bool:
-        """Whether every input column is there with a dtype the fast path was verified on."""
+    def accepts(self, columns: Mapping[str, Any], *, text_as_objects: bool = False) -> bool:
+        """Whether every input column is there with a dtype the fast path was verified on, in that form."""
+        verified = self.object_text_dtypes if text_as_objects else self.input_dtypes
         for name in self.names:
-            column = columns.get(name)
-            dtype = getattr(column, "dtype", None)
-            # identity first: the checks' dtypes are shared objects, and pandas' == is slow
-            if dtype is None or not any(dtype is seen or dtype == seen for seen in self.input_dtypes.get(name, ())):
+            dtype = getattr(columns.get(name), "dtype", None)
+            if dtype is None:
+                return False
+            for seen in verified.get(name, ()):
+                if dtype is seen or dtype == seen:  # identity first: the checks' dtypes are shared, pandas' == is slow
+                    break
+            else:
                 return False
         return True
 
@@ -187,14 +212,16 @@ class FastPipeline:
         n_rows = len(columns[self.names[0]])
         if n_rows == 0:
             raise _Declined("no rows")  # scikit-learn refuses empty input: let it say so
-        return np.hstack([branch.apply(columns, n_rows) for branch in self.branches])
+        # one block written in place, not each branch's block stacked: the same values and layout
+        rows = np.zeros((n_rows, self.width), dtype=np.float64, order=self.order)
+        for branch, part in zip(self.branches, self.parts, strict=True):
+            branch.apply(columns, rows[:, part])
+        return rows
 
     def outputs(self, columns: Mapping[str, Any], probabilities: bool) -> tuple[Any, Any | None]:
         """The arrays ``pipeline_outputs`` gives: predictions, and probabilities when asked for."""
-        import numpy as np
-
         rows = self.transform(columns)
-        if self.kind != "estimator" and not np.isfinite(rows).all():
+        if self.kind != "estimator" and not _all_finite(rows):
             raise _Declined("NaN or infinity")  # the linear models' validate_data refuses both: let them say so
         if self.kind == "logistic":
             return _logistic_outputs(self.final, rows, probabilities)
@@ -207,13 +234,19 @@ class FastPipeline:
         return prediction_body(*self.outputs(columns, probabilities), self.classes)
 
 
-def _floats(column: Any) -> np.ndarray:
-    """A numeric column as float64, as scikit-learn converts it: pandas' missing values (NA) become NaN."""
+def _all_finite(block: np.ndarray) -> bool:
+    """``np.isfinite(block).all()``; on the few values of a request or two, in Python: numpy's reduction costs ~2 µs."""
     import numpy as np
 
-    if isinstance(column, np.ndarray):
-        return column  # numpy's own cast on assignment, which is what astype(float64) does
-    return column.to_numpy(dtype=np.float64, na_value=np.nan)  # type: ignore[no-any-return]
+    if block.size <= 64:
+        return all(map(math.isfinite, block.ravel().tolist()))
+    return bool(np.isfinite(block).all())
+
+
+def _is_nan(value: Any) -> bool:
+    from sklearn.utils._missing import is_scalar_nan
+
+    return bool(is_scalar_nan(value))
 
 
 def _logistic_outputs(estimator: Any, rows: np.ndarray, probabilities: bool) -> tuple[Any, Any | None]:
@@ -228,7 +261,7 @@ def _logistic_outputs(estimator: Any, rows: np.ndarray, probabilities: bool) -> 
     coef_t = estimator.coef_.T if estimator.coef_.ndim == 2 else estimator.coef_
     scores = rows @ coef_t + estimator.intercept_
     if scores.ndim > 1 and scores.shape[1] == 1:
-        scores = np.reshape(scores, (-1,))
+        scores = scores.reshape(-1)
     indices = (scores > 0).astype(np.intp) if scores.ndim == 1 else np.argmax(scores, axis=1)
     predictions = estimator.classes_.take(indices, axis=0)
     if not probabilities:
@@ -237,7 +270,10 @@ def _logistic_outputs(estimator: Any, rows: np.ndarray, probabilities: bool) -> 
         from scipy.special import expit
 
         proba = expit(scores, out=scores)
-        return predictions, np.stack([1 - proba, proba], axis=1)
+        stacked = np.empty((len(proba), 2))  # np.stack's C-ordered result, without its per-call checks
+        np.subtract(1, proba, out=stacked[:, 0])
+        stacked[:, 1] = proba
+        return predictions, stacked
     from sklearn.utils.extmath import softmax
 
     return predictions, softmax(scores, copy=False)
@@ -468,8 +504,9 @@ def verified_fast_path(loaded: LoadedModel) -> FastPipeline | None:
     row and the extremes are tried apart. The pipeline must answer the ordinary rows; on each
     frame, both paths fail (the fast path then leaves those rows to the normal one, which fails
     the same way), or the transformed rows (values, dtype and memory layout), the predictions
-    with and without probabilities, and the probabilities are identical. Otherwise None, and
-    the reason is logged at INFO.
+    with and without probabilities, and the probabilities are identical. Both forms the server
+    hands the fast path are checked so: the frame's own arrays, and text as objects
+    (``SchemaChecker.typed_columns``). Otherwise None, and the reason is logged at INFO.
     """
     import numpy as np
 
@@ -477,7 +514,7 @@ def verified_fast_path(loaded: LoadedModel) -> FastPipeline | None:
     try:
         fast = _compile(loaded.model, loaded.feature_schema, loaded.classes)
         with np.errstate(all="ignore"):  # overflow on extreme probes is expected, in both paths; thread-local
-            fast.input_dtypes = _verify(fast, loaded)
+            fast.input_dtypes, fast.object_text_dtypes = _verify(fast, loaded)
     except NotCompilable as exc:
         log.info("%s: no fast path, served by its pipeline: %s", what, exc)
         return None
@@ -489,40 +526,39 @@ def verified_fast_path(loaded: LoadedModel) -> FastPipeline | None:
     return fast
 
 
-def _verify(fast: FastPipeline, loaded: LoadedModel) -> dict[str, tuple[Any, ...]]:
-    """The dtypes each column was verified on; raises NotCompilable at the first difference."""
+def _verify(fast: FastPipeline, loaded: LoadedModel) -> tuple[dict[str, tuple[Any, ...]], ...]:
+    """The dtypes each column was verified on, per form; raises NotCompilable at the first difference."""
     from mlops_airflow.serving.predict import _wants_probabilities
 
     ordinary, nulls, extreme = _probe_values(fast, loaded.request_checker)
     modes = sorted({False, _wants_probabilities(loaded, True)})
-    seen: dict[str, list[Any]] = {name: [] for name in fast.names}
+    seen: list[dict[str, list[Any]]] = [{name: [] for name in fast.names} for _ in range(2)]
     everything = {name: _rows(ordinary)[name] + nulls[name] + _rows(extreme)[name] for name in ordinary}
     # (label, rows, whether the pipeline must answer them: the ordinary ones hold what is verified)
     pending = [("one row", {name: values[:1] for name, values in ordinary.items()}, True),
                ("a batch", everything, False)]
     while pending:
         label, values, ordinary_only = pending.pop(0)
-        columns = _compare(fast, loaded, label, values, modes)
-        if columns is None:  # both paths fail
+        forms = _compare(fast, loaded, label, values, modes)
+        if forms is None:  # both paths fail
             if ordinary_only:
                 raise NotCompilable(f"the pipeline fails on ordinary probe rows ({label})")
             if label == "a batch":  # nulls or extremes the model refuses: the rest must still agree
                 pending += [("ordinary values", _rows(ordinary), True), ("nulls", nulls, False),
                             ("extreme values", _rows(extreme), False)]
             continue
-        for name in fast.names:
-            if not any(columns[name].dtype == dtype for dtype in seen[name]):
-                seen[name].append(columns[name].dtype)
-    return {name: tuple(dtypes) for name, dtypes in seen.items()}
+        for columns, dtypes in zip(forms, seen, strict=True):
+            for name in fast.names:
+                if not any(columns[name].dtype == dtype for dtype in dtypes[name]):
+                    dtypes[name].append(columns[name].dtype)
+    return tuple({name: tuple(found) for name, found in dtypes.items()} for dtypes in seen)
 
 
 def _compare(fast: FastPipeline, loaded: LoadedModel, label: str, values: dict[str, list[Any]],
-             modes: list[bool]) -> dict[str, Any] | None:
-    """The probe's typed columns if both paths give the same arrays; None if both fail; else NotCompilable."""
-    from mlops_airflow.serving.predict import typed_columns
-
-    columns = typed_columns(loaded, values)
+             modes: list[bool]) -> list[dict[str, Any]] | None:
+    """The probe's columns in each form if both paths give the same arrays; None if both fail; else NotCompilable."""
     frame = loaded.request_checker.build_frame(values)
+    forms = [loaded.request_checker.typed_columns(values, text_as_objects=objects) for objects in (False, True)]
     try:
         # pipeline_outputs is transformed + final_outputs, and Pipeline.predict (the labels-only
         # answer) is the final step's predict of the same transform: one transform serves both
@@ -530,22 +566,23 @@ def _compare(fast: FastPipeline, loaded: LoadedModel, label: str, values: dict[s
         expected = {mode: final_outputs(final, rows, mode) for mode in modes}
     except Exception:  # the server answers these rows with the model's error
         expected = None
-    try:
-        got = {mode: fast.outputs(columns, mode) for mode in modes}
-        fast_rows = fast.transform(columns)
-    except Exception as exc:
+    for columns, shown in zip(forms, (label, f"{label}, text as objects"), strict=True):
+        try:
+            got = {mode: fast.outputs(columns, mode) for mode in modes}
+            fast_rows = fast.transform(columns)
+        except Exception as exc:
+            if expected is None:
+                continue  # at serving the fast path leaves these rows to the normal one, which fails the same way
+            raise NotCompilable(f"the fast path fails on probe rows ({shown}): {type(exc).__name__}: {exc}") from exc
         if expected is None:
-            return None  # at serving the fast path leaves these rows to the normal one, which fails the same way
-        raise NotCompilable(f"the fast path fails on probe rows ({label}): {type(exc).__name__}: {exc}") from exc
-    if expected is None:
-        raise NotCompilable(f"the pipeline fails on probe rows ({label}) that the fast path answers")
-    if final is not fast.final or not _identical(fast_rows, rows, layout=True):
-        raise NotCompilable(f"the fast path transforms probe rows ({label}) differently")
-    for mode, (predictions, proba) in expected.items():
-        if not _identical(got[mode][0], predictions) or not _identical(got[mode][1], proba):
-            shown = "with probabilities" if mode else "labels only"
-            raise NotCompilable(f"the fast path predicts probe rows ({label}, {shown}) differently")
-    return columns
+            raise NotCompilable(f"the pipeline fails on probe rows ({shown}) that the fast path answers")
+        if final is not fast.final or not _identical(fast_rows, rows, layout=True):
+            raise NotCompilable(f"the fast path transforms probe rows ({shown}) differently")
+        for mode, (predictions, proba) in expected.items():
+            if not _identical(got[mode][0], predictions) or not _identical(got[mode][1], proba):
+                answer = "with probabilities" if mode else "labels only"
+                raise NotCompilable(f"the fast path predicts probe rows ({shown}, {answer}) differently")
+    return forms if expected is not None else None
 
 
 def _rows(probes: dict[str, list[Any]]) -> dict[str, list[Any]]:

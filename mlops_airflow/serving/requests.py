@@ -105,9 +105,15 @@ class SchemaChecker:
         """The model's input from checked values (those of one request, or of several concatenated)."""
         return _build_frame(self.columns, values)
 
-    def typed_columns(self, values: dict[str, list[Any]]) -> dict[str, Any]:
-        """Checked values, one array per schema column, typed as :meth:`build_frame` types them (no frame)."""
-        return {checker.name: _frame_column(checker, values[checker.name]) for checker in self.columns}
+    def typed_columns(self, values: dict[str, list[Any]], *, text_as_objects: bool = False) -> dict[str, Any]:
+        """Checked values, one array per schema column, typed as :meth:`build_frame` types them (no frame).
+
+        With ``text_as_objects``, text the frame holds in a pandas string array or an object
+        Series comes as the numpy object array ``np.asarray(column, dtype=object)`` would give
+        (the compiled fast path's own form, verified as such: it reads nothing else of them).
+        """
+        return {checker.name: _frame_column(checker, values[checker.name], text_as_objects)
+                for checker in self.columns}
 
     def frame_from(self, columns: dict[str, Any]) -> pd.DataFrame:
         """The model's input from :meth:`typed_columns` (or the whole-column checks' typed columns)."""
@@ -645,8 +651,6 @@ def _report_record_columns(
 
 def _frame_dtype(checker: _ColumnChecker, has_nulls: bool) -> str | None:
     """The dtype a column gets in the frame: the training dtype where it can hold the values."""
-    import pandas as pd
-
     if checker.family == "integer":
         # numpy ints cannot hold a null; pandas' nullable ints (capitalised) can
         if has_nulls and not checker.dtype[:1].isupper():
@@ -661,9 +665,16 @@ def _frame_dtype(checker: _ColumnChecker, has_nulls: bool) -> str | None:
     if checker.dtype in ("string", "category", "object"):
         return checker.dtype
     # pandas 3 calls its default string dtype "str"; before 3, astype("str") would turn None into "None"
-    if checker.dtype == "str" and int(pd.__version__.split(".")[0]) >= 3:
+    if checker.dtype == "str" and _pandas_major() >= 3:
         return "str"
     return "object"
+
+
+@functools.cache
+def _pandas_major() -> int:
+    import pandas as pd
+
+    return int(pd.__version__.split(".")[0])
 
 
 def _build_frame(checkers: list[_ColumnChecker], values: dict[str, list[Any]]) -> pd.DataFrame:
@@ -677,12 +688,12 @@ def _frame_from(checkers: list[_ColumnChecker], columns: dict[str, Any]) -> pd.D
     return pd.DataFrame({checker.name: columns[checker.name] for checker in checkers})
 
 
-def _frame_column(checker: _ColumnChecker, column: Sequence[Any]) -> Any:
+def _frame_column(checker: _ColumnChecker, column: Sequence[Any], text_as_objects: bool = False) -> Any:
     """One checked column as the model gets it: the same values and dtype as ``pd.Series(column, dtype=object).astype(...)``.
 
     Numbers go to numpy and text to a pandas string array in one call each; building them
     through an object Series costs two to three times as much, which on a large request is
-    time the model is not predicting.
+    time the model is not predicting. ``text_as_objects``: see :meth:`SchemaChecker.typed_columns`.
     """
     import numpy as np
     import pandas as pd
@@ -691,7 +702,9 @@ def _frame_column(checker: _ColumnChecker, column: Sequence[Any]) -> Any:
     if dtype in _NUMPY_NUMBERS:  # a null is NaN here, as in a float Series
         return np.array(column, dtype=dtype)
     if dtype in ("str", "string"):  # checked text: strings and None only
-        return _string_array(column, dtype)
+        return _string_objects(column, dtype) if text_as_objects else _string_array(column, dtype)
+    if dtype == "object" and text_as_objects:
+        return np.array(column, dtype=object)  # what the object Series holds: the values themselves, None as None
     series = pd.Series(column, dtype=object)
     if checker.family == "datetime":
         return pd.to_datetime(series).astype(checker.dtype)
@@ -713,6 +726,22 @@ def _string_array(values: Sequence[Any], dtype: str) -> Any:
     if getattr(target, "storage", None) == "pyarrow":
         return pd.arrays.ArrowStringArray(pa.array(values, type=pa.large_string()), dtype=target)
     return pd.array(values, dtype=target)
+
+
+def _string_objects(values: Sequence[Any], dtype: str) -> Any:
+    """``np.asarray(_string_array(values, dtype), dtype=object)`` without the pandas array: the strings, None as the dtype's NA."""
+    import numpy as np
+
+    target = _pandas_dtype(dtype)
+    if getattr(target, "storage", None) == "pyarrow":
+        try:
+            for value in values:
+                if value is not None:
+                    value.encode()
+        except UnicodeEncodeError:  # a lone surrogate, which Arrow cannot hold: fail as building the frame fails
+            return _string_array(values, dtype)
+    missing = target.na_value
+    return np.array([missing if value is None else value for value in values], dtype=object)
 
 
 @functools.cache

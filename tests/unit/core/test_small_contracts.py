@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mlops_airflow.data.loading import mask_dsn
@@ -36,3 +38,15 @@ def test_params_that_name_things_stay_text_under_native_rendering() -> None:
     operator.model_name, operator.target, operator.row_key = 2024, 7, None  # as literal_eval would leave them
     operator.render_template_fields({}, jinja2.Environment())
     assert (operator.model_name, operator.target, operator.row_key) == ("2024", "7", None)
+
+
+def test_a_local_store_refuses_keys_that_lead_out_of_its_root(tmp_path: Path) -> None:
+    from mlops_airflow.exceptions import StorageError
+    from mlops_airflow.storage.local import LocalStore
+
+    store = LocalStore(tmp_path / "root")
+    store.write_bytes("a/b.json", b"{}")
+    assert store.read_bytes("a/../a/b.json") == b"{}"  # ".." that stays inside is fine
+    for key in ("../outside", "a/../../outside", "/etc/passwd", "a/\x00b"):
+        with pytest.raises(StorageError, match="escapes the store root"):
+            store.read_bytes(key)

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,13 @@ from mlops_airflow.data.schema import feature_schema
 from mlops_airflow.serving import compiled
 from mlops_airflow.serving.compiled import FastPipeline, compile_pipeline
 from mlops_airflow.serving.loading import LoadedModel
-from mlops_airflow.serving.predict import json_values, predict_columns, predict_rows, typed_columns
+from mlops_airflow.serving.predict import (
+    json_values,
+    predict_columns,
+    predict_rows,
+    predict_values,
+    typed_columns,
+)
 from mlops_airflow.training import train_model
 
 ZONES = [f"zone-{i:02d}" for i in range(70)]  # more than max_categories (50): the rarest are infrequent
@@ -99,34 +106,42 @@ def bits(array: Any) -> tuple[Any, ...]:
 def assert_answers_as_the_model(loaded: LoadedModel, values: dict[str, list[Any]]) -> str:
     """The fast path's arrays are the model's own, bit for bit, and every entry point answers the same.
 
+    The fast path is given the columns in both forms: the frame's own arrays, and text as objects.
     Returns "error" when the model itself refuses the rows (then the same error is the answer).
     """
     model, fast = loaded.model, loaded.fast
     assert fast is not None
     frame = loaded.request_checker.build_frame(values)
     columns = typed_columns(loaded, values)
-    assert fast.accepts(columns)  # answered by the fast path, not handed back
+    objects = loaded.request_checker.typed_columns(values, text_as_objects=True)
+    # answered by the fast path, not handed back
+    assert fast.accepts(columns) and fast.accepts(objects, text_as_objects=True)
+    rows = model[:-1].transform(frame)
+    for given in (columns, objects):  # values, dtype and memory layout
+        assert compiled._identical(fast.transform(given), rows, layout=True)
     for probabilities in (True, False):
         wants = probabilities and loaded.is_classifier
+        answers = [partial(predict_columns, loaded, columns), partial(predict_values, loaded, values),
+                   partial(predict_rows, loaded, frame)]
         try:
             labels = model.predict(frame)
             proba = model.predict_proba(frame) if wants else None
         except ValueError as exc:  # e.g. a forest refuses 1e300 in float32: the answer is its error
-            with pytest.raises(type(exc), match=re.escape(str(exc))):
-                predict_columns(loaded, columns, probabilities=probabilities)
-            with pytest.raises(type(exc), match=re.escape(str(exc))):
-                predict_rows(loaded, frame, probabilities=probabilities)
+            for answer in answers:
+                with pytest.raises(type(exc), match=re.escape(str(exc))):
+                    answer(probabilities=probabilities)
             return "error"
-        got_labels, got_proba = fast.outputs(columns, wants)
-        assert bits(got_labels) == bits(labels)
-        assert (got_proba is None) == (proba is None)
-        if proba is not None:
-            assert bits(got_proba) == bits(proba)
+        for given in (columns, objects):
+            got_labels, got_proba = fast.outputs(given, wants)
+            assert bits(got_labels) == bits(labels)
+            assert (got_proba is None) == (proba is None)
+            if proba is not None:
+                assert bits(got_proba) == bits(proba)
         expected = {"predictions": json_values(labels)}
         if proba is not None:
             expected |= {"probabilities": json_values(proba), "classes": loaded.classes}
-        assert predict_columns(loaded, columns, probabilities=probabilities) == expected
-        assert predict_rows(loaded, frame, probabilities=probabilities) == expected
+        for answer in answers:
+            assert answer(probabilities=probabilities) == expected
     return "answered"
 
 
@@ -369,6 +384,83 @@ def test_the_ordinary_probes_are_checked_even_when_the_model_refuses_the_null_on
         loaded = refusing_nan(shapes()["no imputer: the model refuses NaN"])
         assert loaded.fast is None
     assert "transforms probe rows (ordinary values) differently" in caplog.text
+
+
+def test_text_as_objects_is_verified_at_load_like_the_frames_arrays(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from mlops_airflow.serving import requests
+
+    frame = frame_for()
+    frame.loc[::10, "zone"] = None  # nullable: a null is filled with the most frequent zone, not ignored
+    preprocess = ColumnTransformer([
+        ("n", SimpleImputer(), ["x"]),
+        ("c", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")), ["zone"]),
+    ], sparse_threshold=0.0)
+    assert fitted(preprocess, frame=frame).fast is not None
+
+    # a null left as None in the object form (the frame's string array holds NaN): one probe row differs
+    monkeypatch.setattr(requests, "_string_objects", lambda values, dtype: np.array(values, dtype=object))
+    with caplog.at_level(logging.INFO, logger="mlops_airflow.serving.compiled"):
+        loaded = fitted(preprocess, frame=frame)
+        assert loaded.fast is None
+    assert "transforms probe rows (a batch, text as objects) differently" in caplog.text
+    values = {"x": [0.5, None], "k": [3, 4], "zone": [None, "z1"], "extra": [0.0, 1.0]}
+    checked = loaded.request_checker.build_frame(values)
+    assert predict_values(loaded, values) == {"predictions": json_values(loaded.model.predict(checked)),
+                                              "probabilities": json_values(loaded.model.predict_proba(checked)),
+                                              "classes": [0, 1]}
+
+
+def test_each_form_is_accepted_only_in_the_dtypes_verified_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = trained("sklearn.linear_model.LogisticRegression", "tipped")
+    fast = loaded.fast
+    assert fast is not None
+    values = random_values(np.random.default_rng(4), 6)
+    columns = typed_columns(loaded, values)
+    objects = loaded.request_checker.typed_columns(values, text_as_objects=True)
+    assert objects["zone"].dtype == object and columns["zone"].dtype != object
+    assert not fast.accepts(objects) and not fast.accepts(columns, text_as_objects=True)
+    # so a frame holding the same text in an object column (verified in no form) is the pipeline's
+    frame = loaded.request_checker.build_frame(values).astype({"zone": object, "payment": object})
+    monkeypatch.setattr(FastPipeline, "predict", lambda *args: pytest.fail("the fast path answered"))
+    assert predict_rows(loaded, frame)["predictions"] == json_values(loaded.model.predict(frame))
+
+
+@pytest.mark.parametrize("case", ["no fast path", "the fast path declines"])
+def test_the_pipeline_gets_the_frame_it_always_got(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_airflow.serving import predict
+
+    if case == "no fast path":
+        loaded = unsupported()["a factory's PolynomialFeatures"]()
+        values = {"x": [0.5, None], "k": [3, 4], "zone": [None, "z1"], "extra": [0.0, 1.0]}
+    else:
+        loaded = trained("sklearn.linear_model.LogisticRegression", "tipped")
+        values = random_values(np.random.default_rng(3), 4)
+
+        def declining(*args: Any) -> Any:
+            raise compiled._Declined("for the test")
+
+        monkeypatch.setattr(FastPipeline, "predict", declining)
+    seen: list[pd.DataFrame] = []
+    original = predict.pipeline_outputs
+
+    def recording(model: Any, frame: pd.DataFrame, probabilities: bool) -> Any:
+        seen.append(frame)
+        return original(model, frame, probabilities)
+
+    monkeypatch.setattr(predict, "pipeline_outputs", recording)
+    answer = predict_values(loaded, values)
+    (frame,) = seen
+    expected = loaded.request_checker.build_frame(values)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    assert [type(frame[name].array) for name in frame] == [type(expected[name].array) for name in expected]
+    assert answer["predictions"] == json_values(loaded.model.predict(expected))
 
 
 def test_columns_of_unverified_dtypes_go_to_the_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:

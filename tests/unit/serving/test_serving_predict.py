@@ -266,13 +266,13 @@ def test_requests_ready_together_share_one_call_on_the_loop(models: Any, monkeyp
     loaded.warm()
     assert loaded.fast is not None
     calls: list[int] = []
-    real = predict.predict_columns
+    real = predict.predict_values
 
-    def counted(loaded_: Any, columns: dict[str, Any], **kwargs: Any) -> Any:
-        calls.append(len(next(iter(columns.values()))))
-        return real(loaded_, columns, **kwargs)
+    def counted(loaded_: Any, values: dict[str, list[Any]], **kwargs: Any) -> Any:
+        calls.append(len(next(iter(values.values()))))
+        return real(loaded_, values, **kwargs)
 
-    monkeypatch.setattr(predict, "predict_columns", counted)
+    monkeypatch.setattr(predict, "predict_values", counted)
     rows = [{"hour": h, "passengers": 2, "fare": 10.0 + h, "payment_type": "card"} for h in range(5)]
 
     async def main() -> list[Any]:

@@ -320,6 +320,52 @@ def test_the_frame_equals_what_an_object_series_cast_to_the_dtype_gives(
 
 
 @pytest.mark.parametrize(
+    ("dtype", "family_kind", "values"),
+    [
+        ("int64", "numeric", [3, None, 11]),
+        ("float64", "numeric", [1.5, 2, None]),
+        ("str", "categorical", ["a", None, "b"]),
+        ("str", "categorical", ["\u2603", ""]),
+        ("string", "categorical", ["a", "b", None]),
+        ("object", "categorical", ["a", None, "b"]),
+        ("category", "categorical", ["a", "b", "a"]),
+        ("bool", "numeric", [True, False, True]),
+    ],
+)
+def test_text_as_objects_is_what_the_frames_column_holds_as_objects(dtype: str, family_kind: str,
+                                                                    values: list[Any]) -> None:
+    """The compiled fast path's form: text in numpy object arrays (what it reads of a pandas one), the rest as the frame's."""
+    import numpy as np
+    import pandas as pd
+
+    from mlops_airflow.serving.requests import SchemaChecker
+
+    def objects(column: Any) -> list[tuple[type, str]]:
+        """The same objects: a str, or the dtype's own missing value (NaN, NA or None)."""
+        return [(type(value), value if isinstance(value, str) else repr(value)) for value in column]
+
+    checker = SchemaChecker({"columns": [{"name": "x", "kind": family_kind, "dtype": dtype, "nullable": True}]})
+    framed = checker.typed_columns({"x": values})["x"]
+    given = checker.typed_columns({"x": values}, text_as_objects=True)["x"]
+    if dtype in ("str", "string", "object"):
+        assert type(given) is np.ndarray and given.dtype == object
+        assert objects(given.tolist()) == objects(np.asarray(checker.build_frame({"x": values})["x"], dtype=object))
+    else:
+        assert type(given) is type(framed) and given.dtype == framed.dtype
+        assert pd.Series(given).equals(pd.Series(framed))
+
+
+def test_text_arrow_cannot_hold_fails_as_objects_as_it_fails_in_the_frame() -> None:
+    from mlops_airflow.serving.requests import SchemaChecker
+
+    checker = SchemaChecker({"columns": [{"name": "x", "kind": "categorical", "dtype": "str"}]})
+    with pytest.raises(UnicodeEncodeError):
+        checker.build_frame({"x": ["a", "\ud800"]})
+    with pytest.raises(UnicodeEncodeError):
+        checker.typed_columns({"x": ["a", "\ud800"]}, text_as_objects=True)
+
+
+@pytest.mark.parametrize(
     "raw",
     [
         b'{"rows": [{"hour": 7, "fare": 12.5, "payment_type": "card", "ok": true, "n": null}]}',
