@@ -7,7 +7,6 @@ set here, at import time, before any test can import Airflow.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -15,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testsupport import free_port, wait_for_port
+from testsupport import ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="mlops-airflow-test-home-"))
@@ -41,20 +40,25 @@ def airflow_home() -> Path:
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
+def s3_server() -> Iterator[ServerProcess]:
     """moto's standalone S3 server as a separate process, spoken to over HTTP (conditional PUTs atomic, as on S3)."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("s3_server.py")), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    argv = [sys.executable, str(Path(__file__).with_name("s3_server.py")), "-H", "127.0.0.1", "-p", str(port)]
+    server = ServerProcess(argv, port, _AIRFLOW_HOME / "s3-server.log")
     try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
+        # a generous deadline: on a busy machine moto takes seconds to import
+        server.wait_answering("/", timeout=180)
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
+
+
+@pytest.fixture
+def s3_endpoint(s3_server: ServerProcess) -> str:
+    # checked for every test that uses it: a server that died says so, with its log, instead of
+    # surfacing later as a refused connection deep inside boto3
+    s3_server.assert_alive()
+    return s3_server.url
 
 
 @pytest.fixture

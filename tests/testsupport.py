@@ -23,16 +23,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
-
-
 def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition", interval: float = 0.05) -> Any:
     """Poll ``check`` until it returns something truthy (returned), or fail after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -58,18 +48,26 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_healthy(self, timeout: float = 60.0) -> None:
+    def assert_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise AssertionError(f"{self.process.args[1] if len(self.process.args) > 1 else 'server'} exited with "
+                                 f"{self.process.returncode}; its log ({self.log_path}):\n{self.log()[-4000:]}")
+
+    def wait_answering(self, path: str, timeout: float = 60.0, *, ok: Callable[[int], bool] = lambda s: s < 500) -> None:
+        """Wait until ``path`` answers a status ``ok`` accepts, failing at once (with the log) if the process died."""
         import httpx
 
-        def healthy() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
+        def answering() -> bool:
+            self.assert_alive()
             try:
-                return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+                return ok(httpx.get(f"{self.url}{path}", timeout=10).status_code)
             except httpx.TransportError:
                 return False
 
-        eventually(healthy, timeout, what=f"the server to answer /health; log:\n{self.log_path}")
+        eventually(answering, timeout, what=f"{self.url}{path} to answer; log: {self.log_path}", interval=0.1)
+
+    def wait_healthy(self, timeout: float = 120.0) -> None:
+        self.wait_answering("/health", timeout, ok=lambda status: status == 200)
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -87,12 +87,13 @@ def build_version(registry: Any) -> Callable[..., dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mlflow_process(s3_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A real `mlflow server`, one per session: SQLite backend store, artifacts proxied to the test S3 server."""
     import uuid
 
     import boto3
 
+    s3_endpoint = s3_server.url
     bucket = f"mlflow-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     root = tmp_path_factory.mktemp("mlflow")
@@ -106,9 +107,16 @@ def mlflow_server(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) ->
     server = ServerProcess(argv, port, root / "mlflow-server.log", env=env)
     try:
         server.wait_healthy(timeout=300)  # the first start migrates the SQLite schema: tens of seconds
-        yield server.url
+        yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def mlflow_server(mlflow_process: ServerProcess, s3_endpoint: str) -> str:
+    """The session's MLflow server URL, checked alive for every test (a dead one fails with its log)."""
+    mlflow_process.assert_alive()
+    return mlflow_process.url
 
 
 @pytest.fixture
