@@ -200,7 +200,7 @@ def serve_logging(model_server: Callable[[str], str], monkeypatch: Any, model: s
     monkeypatch.setenv("MLOPS_AIRFLOW_SERVER_LOG_SAMPLE_RATE", "1")
     monkeypatch.setenv("MLOPS_AIRFLOW_SERVER_LOG_FLUSH_SECONDS", "0.2")
     url = model_server(model)
-    eventually(lambda: httpx.get(f"{url}/ready", timeout=2).status_code == 200, what=f"{model} to be served")
+    eventually(lambda: httpx.get(f"{url}/ready", timeout=60).status_code == 200, what=f"{model} to be served")
     return url
 
 

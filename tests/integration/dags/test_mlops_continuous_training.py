@@ -34,7 +34,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_continuous_training_story(airflow_db: Path, registry: Any, model_server: Any) -> None:
     model = "trips_story"
     url = model_server(model)
-    assert httpx.get(f"{url}/ready").status_code == 503  # serving waits for a champion
+    assert httpx.get(f"{url}/ready", timeout=60).status_code == 503  # serving waits for a champion
 
     # Run 1 exactly as the README does it: the airflow CLI in a subprocess.
     first = subprocess.run(
@@ -50,7 +50,7 @@ def test_continuous_training_story(airflow_db: Path, registry: Any, model_server
     assert registry.aliases(model) == {"champion": 1}
     v1 = registry.get_version(model, 1)
     assert v1["verdict"]["outcome"] == "no_champion" and v1["verdict"]["gate_source"] == "default"
-    served = httpx.get(f"{url}/metadata").json()
+    served = httpx.get(f"{url}/metadata", timeout=60).json()
     assert (served["version"], served["sha256"]) == (1, v1["sha256"])
 
     # Run 2 on both batches: a real challenger, compared with v1 on the same holdout.
@@ -68,10 +68,10 @@ def test_continuous_training_story(airflow_db: Path, registry: Any, model_server
     champion = registry.get_alias(model, "champion")["version"]
     reply = httpx.post(f"{url}/predict", json={"rows": [
         {"hour": 22, "day_of_week": "fri", "pickup_zone": "airport", "passengers": 1, "trip_distance_km": 18.5,
-         "trip_duration_min": 31.0, "fare_usd": 46.5, "payment_type": "card"}]})
+         "trip_duration_min": 31.0, "fare_usd": 46.5, "payment_type": "card"}]}, timeout=60)
     assert reply.status_code == 200 and reply.json()["version"] == champion
     assert len(reply.json()["probabilities"][0]) == 2
-    bad = httpx.post(f"{url}/predict", json={"rows": [{"hour": 77}]})
+    bad = httpx.post(f"{url}/predict", json={"rows": [{"hour": 77}]}, timeout=60)
     assert bad.status_code == 422 and "hour=77 is outside [0, 23]" in bad.json()["detail"]["errors"]
 
     # Run 3: a gate this model cannot pass. Rejection is a normal outcome: green, nothing promoted.
@@ -213,10 +213,10 @@ def test_own_csv_trains_any_task_without_code_changes(
     assert verdict["primary_metric"] == ("balanced_accuracy" if task == "multiclass" else "r2")
     assert registry.aliases(model) == {"champion": 1}
     reply = httpx.post(f"{url}/predict", json={"rows": [
-        {"id": 1, "size": 3.0, "color": "red", "city": "Oslo", "note": "express"}]})
+        {"id": 1, "size": 3.0, "color": "red", "city": "Oslo", "note": "express"}]}, timeout=60)
     # The row key is not a feature: the server names it instead of guessing.
     assert reply.status_code == 422 and 'unknown column "id"' in reply.json()["detail"]["errors"][0]
-    reply = httpx.post(f"{url}/predict", json={"rows": [{"size": 3.0, "color": "red", "city": None, "note": "express"}]})
+    reply = httpx.post(f"{url}/predict", json={"rows": [{"size": 3.0, "color": "red", "city": None, "note": "express"}]}, timeout=60)
     assert reply.status_code == 200, reply.text
     prediction = reply.json()["predictions"][0]
     assert prediction in {"bronze", "silver", "gold"} if task == "multiclass" else isinstance(prediction, float)
@@ -255,7 +255,7 @@ def test_s3_registry_and_data_through_an_airflow_connection(
         registry = ModelRegistry(open_store(registry_uri, s3_client=s3_client))
         assert registry.aliases("trips_s3") == {"champion": 1}
         assert registry.get_version("trips_s3", 1)["artifact_uri"].startswith(registry_uri)
-        assert httpx.get(f"{server.url}/metadata").json()["version"] == 1
+        assert httpx.get(f"{server.url}/metadata", timeout=60).json()["version"] == 1
     finally:
         server.stop()
 

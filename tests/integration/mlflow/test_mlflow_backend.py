@@ -101,8 +101,8 @@ def test_ct_stages_on_mlflow_track_runs_link_versions_and_serve_by_alias(
                            env={**os.environ, "AWS_ENDPOINT_URL": s3_endpoint})
     try:
         server.wait_healthy(timeout=120)
-        eventually(lambda: httpx.get(f"{server.url}/ready").status_code == 200, 120, what="version 1 to load")
-        reply = httpx.post(f"{server.url}/predict", json={"rows": [ROW]})
+        eventually(lambda: httpx.get(f"{server.url}/ready", timeout=60).status_code == 200, 120, what="version 1 to load")
+        reply = httpx.post(f"{server.url}/predict", json={"rows": [ROW]}, timeout=60)
         assert reply.status_code == 200 and reply.json()["version"] == 1
 
         tamper_mlflow_artifact(s3_client, client, second)
@@ -111,11 +111,11 @@ def test_ct_stages_on_mlflow_track_runs_link_versions_and_serve_by_alias(
         registry.set_alias("trips", "champion", 2, expected=1, by="test", reason="tampered")
 
         def refused() -> bool:
-            body = httpx.get(f"{server.url}/ready").json()
+            body = httpx.get(f"{server.url}/ready", timeout=60).json()
             return "sha256" in str(body.get("last_error"))
 
         eventually(refused, 60, what="the tampered version 2 to be refused")
-        reply = httpx.post(f"{server.url}/predict", json={"rows": [ROW]})
+        reply = httpx.post(f"{server.url}/predict", json={"rows": [ROW]}, timeout=60)
         assert reply.status_code == 200 and reply.json()["version"] == 1  # still the verified version
     finally:
         server.stop()

@@ -40,6 +40,6 @@ def test_ct_dag_registers_in_mlflow_and_deploys_by_alias(
         assert registry.aliases("trips_mlflow") == {"champion": 1}
         assert registry.client.get_model_version_by_alias("trips_mlflow", "champion").version == "1"
         assert registry.get_version("trips_mlflow", 1)["artifact_uri"].startswith("mlflow-artifacts:/")
-        assert httpx.get(f"{server.url}/metadata").json()["version"] == 1
+        assert httpx.get(f"{server.url}/metadata", timeout=60).json()["version"] == 1
     finally:
         server.stop()

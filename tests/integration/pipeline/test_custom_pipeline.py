@@ -54,10 +54,10 @@ def test_a_tuned_factory_pipeline_is_gated_registered_and_served(
         result = run_deployment(registry, model_name=model, version=manifest["version"],
                                 verdict_uri=verdict["verdict_uri"], target=target, by="test")
     assert result["served"] and registry.aliases(model) == {"champion": 1}
-    reply = httpx.post(f"{url}/predict", json={"rows": [ROW]})
+    reply = httpx.post(f"{url}/predict", json={"rows": [ROW]}, timeout=60)
     assert reply.status_code == 200 and reply.json()["version"] == 1
     assert len(reply.json()["probabilities"][0]) == 2
-    bad = httpx.post(f"{url}/predict", json={"rows": [{**ROW, "hour": 77}]})  # the same serving schema checks
+    bad = httpx.post(f"{url}/predict", json={"rows": [{**ROW, "hour": 77}]}, timeout=60)  # the same serving schema checks
     assert bad.status_code == 422 and "hour=77 is outside [0, 23]" in bad.json()["detail"]["errors"]
 
 

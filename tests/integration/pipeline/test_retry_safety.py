@@ -72,5 +72,5 @@ def test_every_stage_run_twice_converges(registry: Any, model_server: Any) -> No
     assert [d["promoted"] for d in deployed] == [True, True] and deployed[1]["served"] is True
     assert registry.get_alias(MODEL, "champion")["version"] == 1
     assert registry.get_alias(MODEL, "champion")["previous"] is None  # not "moved from 1 to 1"
-    assert httpx.get(f"{url}/metadata").json()["version"] == 1
+    assert httpx.get(f"{url}/metadata", timeout=60).json()["version"] == 1
     assert read_verdict(registry, verdicts[0]["verdict_uri"])["candidate_sha256"] == sha

@@ -65,10 +65,10 @@ def test_rollback_dag_and_cli_move_the_served_champion(
     url = model_server("m")
     dag_run = load_dag("mlops_rollback.py").test(run_conf={"model_name": "m", "to_version": 1, "reason": "bad v2"})
     assert str(dag_run.state) == "success"
-    assert httpx.get(f"{url}/metadata").json()["version"] == 1
+    assert httpx.get(f"{url}/metadata", timeout=60).json()["version"] == 1
     assert registry.get_alias("m", "champion")["reason"] == "rollback: bad v2"
     cli = subprocess.run([str(BIN / "mlops-airflow"), "--registry", registry_uri, "models", "rollback", "m", "--to", "2",
                           "--reason", "v2 fixed", "--by", "carol", "--server-url", url], capture_output=True, text=True,
                          timeout=120)
     assert cli.returncode == 0, cli.stderr
-    assert "m@champion: v1 -> v2" in cli.stdout and httpx.get(f"{url}/metadata").json()["version"] == 2
+    assert "m@champion: v1 -> v2" in cli.stdout and httpx.get(f"{url}/metadata", timeout=60).json()["version"] == 2
