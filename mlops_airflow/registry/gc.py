@@ -160,9 +160,11 @@ def _pending_references(registry: ModelRegistry, model: str, infos: list[ObjectI
         except (ArtifactNotFound, ValueError):  # gone meanwhile, or not a record: it protects nothing
             continue
         if isinstance(record, dict):
-            what = info.key.split("/artifacts/", 1)[1]
+            sha, _, name = info.key.split("/artifacts/", 1)[1].partition("/")
+            what = "" if name == "candidate.json" else _record_name(info.key, registered=False) + " of "
             for folder in references(registry, model, [record]):
-                found.setdefault(folder, f"referenced by {what}, written {_age(now - info.modified)} ago")
+                found.setdefault(folder, f"referenced by {what}candidate {sha[:12]}, "
+                                         f"written {_age(now - info.modified)} ago")
     return found
 
 

@@ -141,12 +141,12 @@ def test_what_a_pending_candidate_refers_to_stays(tmp_path: Path) -> None:
         os.utime(reg.store.uri + "/" + info.key, (ten_days_ago, ten_days_ago))
     fields = candidate_fields()
     fields["data"] = old[0]["data"]  # trained again on v1's (old, unchanged) snapshot
-    reg.put_artifact(MODEL, b"a new model", fields)
+    pending = reg.put_artifact(MODEL, b"a new model", fields)
     report = collect_garbage(reg, MODEL, keep=1)
     assert report["deleted"]["versions"] == [1, 2]
     assert reg.store.exists(old[0]["data"]["dataset_uri"].removeprefix(reg.store.uri + "/"))
     assert dataset_folder(reg, old[1]) in report["deleted"]["datasets"]
-    assert report["plan"]["kept"][dataset_folder(reg, old[0])].startswith("referenced by candidate.json")
+    assert report["plan"]["kept"][dataset_folder(reg, old[0])].startswith(f"referenced by candidate {pending['sha256'][:12]}, written ")
 
 
 def test_crash_leftovers_older_than_the_grace_period_go(tmp_path: Path) -> None:
