@@ -174,7 +174,8 @@ def cmd_models_gc(args: argparse.Namespace) -> int:
     verb = "would delete" if args.dry_run else "deleted"
     done = plan if args.dry_run else report["deleted"]
     print(f"{args.name}: {verb} versions {done['versions'] or '-'}, {len(done['candidates'])} candidate(s), "
-          f"{len(done['datasets'])} dataset snapshot(s), {len(done['leftovers'])} crash leftover(s)")
+          f"{len(done['datasets'])} dataset snapshot(s), {len(done['leftovers'])} crash leftover(s) "
+          f"(grace {plan['grace_days']:g} days)")
     if args.dry_run:  # each path and why, so a person can check the policy before running it
         for path, why in plan["reasons"].items():
             print(f"  would delete {path}: {why}")

@@ -161,7 +161,7 @@ def _pending_references(registry: ModelRegistry, model: str, infos: list[ObjectI
             continue
         if isinstance(record, dict):
             sha, _, name = info.key.split("/artifacts/", 1)[1].partition("/")
-            what = "" if name == "candidate.json" else _record_name(info.key, registered=False) + " of "
+            what = "" if name == "candidate.json" else _record_name(info.key, registered=True) + " of "
             for folder in references(registry, model, [record]):
                 found.setdefault(folder, f"referenced by {what}candidate {sha[:12]}, "
                                          f"written {_age(now - info.modified)} ago")
@@ -253,14 +253,15 @@ def plan_gc(
     # What a pending candidate or verdict refers to (its dataset snapshot, say) stays with it.
     pending = _pending_references(registry, model, listed[f"{model}/artifacts"], cutoff, now)
     owners = {registry.artifact_key(model, m["sha256"]).rsplit("/", 1)[0]: m["version"] for m in doomed}
-    registered = {registry.store.key_of((m.get("verdict") or {}).get("verdict_uri")) for m in kept + doomed}
+    verdicts = (registry.store.key_of((m.get("verdict") or {}).get("verdict_uri")) for m in kept + doomed)
+    registered = {key for key in verdicts if key}
     for kind, base in (("candidates", f"{model}/artifacts"), ("datasets", f"{model}/datasets")):
         for folder, infos in sorted(_groups(listed[base], base).items()):
             if _is_referenced(folder, referenced):
                 continue
             young = [info for info in infos if info.modified > cutoff]
             if young:  # a running pipeline may still use it, even if a deleted version shares it
-                plan.kept[folder] = _kept_reason(folder, owners, young, {k for k in registered if k}, now)
+                plan.kept[folder] = _kept_reason(folder, owners, young, registered, now)
                 continue
             if folder in pending:
                 plan.kept[folder] = pending[folder]

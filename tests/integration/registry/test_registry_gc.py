@@ -249,6 +249,8 @@ def test_bad_policies_are_refused(reg: ModelRegistry) -> None:
         plan_gc(reg, MODEL, keep=0)
     with pytest.raises(ConfigError, match="older_than=.* must not be negative"):
         plan_gc(reg, MODEL, older_than=timedelta(days=-1))
+    with pytest.raises(ConfigError, match="grace=.* must not be negative"):
+        plan_gc(reg, MODEL, grace=timedelta(days=-1))
 
     class ElsewhereRegistry(ModelRegistry):  # e.g. MLflow: versions are not files in the store
         pass
