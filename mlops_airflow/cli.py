@@ -5,7 +5,7 @@
     mlops-airflow models show NAME [--version N | --alias A] [--json]
     mlops-airflow models rollback NAME [--to VERSION] [--reason TEXT] [--by WHO]
                                   [--target local|kubernetes|none] [--namespace NS] [--image IMAGE] ...
-    mlops-airflow models gc NAME [--keep N] [--older-than DAYS] [--dry-run] [--json]
+    mlops-airflow models gc NAME [--keep N] [--older-than DAYS] [--grace DAYS] [--dry-run] [--json]
     mlops-airflow runs show NAME [--run-id ID] [--json]
     mlops-airflow gate override NAME --candidate SHA --reason TEXT [--by WHO] [--verdict ID]
     mlops-airflow serve [NAME ...] [--alias champion | --version N [--expect-sha256 HEX]] [--host H] [--port P]
@@ -164,8 +164,9 @@ def cmd_models_gc(args: argparse.Namespace) -> int:
     registry = _registry(args)
     registry.latest(args.name)  # a missing model is an error, not an empty collection
     older = None if args.older_than is None else timedelta(days=args.older_than)
-    report = collect_garbage(registry, args.name, keep=args.keep, older_than=older, dry_run=args.dry_run,
-                             by=getpass.getuser())
+    grace = None if args.grace is None else timedelta(days=args.grace)
+    report = collect_garbage(registry, args.name, keep=args.keep, older_than=older, grace=grace,
+                             dry_run=args.dry_run, by=getpass.getuser())
     if args.json:
         _print_json(report)
         return 0
@@ -173,8 +174,14 @@ def cmd_models_gc(args: argparse.Namespace) -> int:
     verb = "would delete" if args.dry_run else "deleted"
     done = plan if args.dry_run else report["deleted"]
     print(f"{args.name}: {verb} versions {done['versions'] or '-'}, {len(done['candidates'])} candidate(s), "
-          f"{len(done['datasets'])} dataset snapshot(s)")
+          f"{len(done['datasets'])} dataset snapshot(s), {len(done['leftovers'])} crash leftover(s) "
+          f"(grace {plan['grace_days']:g} days)")
+    if args.dry_run:  # each path and why, so a person can check the policy before running it
+        for path, why in plan["reasons"].items():
+            print(f"  would delete {path}: {why}")
     print("  kept: " + ", ".join(f"v{v} ({why})" for v, why in plan["protected"].items()))
+    for path, why in plan["kept"].items():
+        print(f"  kept {path}: {why}")
     for version, why in report["skipped"].items():
         print(f"  skipped v{version}: {why}")
     return 0
@@ -403,7 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--keep", type=int, default=5, help="keep the newest N versions (default: %(default)s)")
     gc.add_argument("--older-than", type=float, metavar="DAYS",
                     help="delete only versions, candidates and datasets older than DAYS")
-    gc.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
+    gc.add_argument("--grace", type=float, metavar="DAYS",
+                    help="never delete a candidate, dataset or crash leftover written within DAYS "
+                         "(default: --older-than, else 7)")
+    gc.add_argument("--dry-run", action="store_true", help="show what would be deleted and why, delete nothing")
     gc.add_argument("--json", action="store_true")
     gc.set_defaults(func=cmd_models_gc)
 

@@ -90,6 +90,13 @@ class ArtifactStore(ABC):
 
         raise StorageError(f"{type(self).__name__} cannot list object details")
 
+    def list_leftovers(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        """Temp objects below ``prefix`` that a write which died half-way left behind (never listed otherwise).
+
+        This default has none: a backend that writes each object in one request (S3's PUT) leaves none.
+        """
+        return []
+
     def open_read(self, key: str) -> BinaryIO:
         """A seekable binary file reading the object without holding all of it in memory (if the backend can).
 

@@ -148,16 +148,24 @@ class LocalStore(ArtifactStore):
                 files.append(name)
         return sorted(files), sorted(folders)
 
+    def _info(self, key: str) -> ObjectInfo | None:
+        """The object's details; None if it was deleted (or renamed) since it was listed."""
+        try:
+            stat = self._path(key).stat()
+        except FileNotFoundError:
+            return None
+        modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+        return ObjectInfo(key, stat.st_size, modified, f"{stat.st_mtime_ns}-{stat.st_size}")
+
     def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
-        infos = []
-        for key in self.list(prefix):
-            try:
-                stat = self._path(key).stat()
-            except FileNotFoundError:  # deleted between the walk and the stat
-                continue
-            modified = datetime.fromtimestamp(stat.st_mtime, UTC)
-            infos.append(ObjectInfo(key, stat.st_size, modified, f"{stat.st_mtime_ns}-{stat.st_size}"))
-        return infos
+        return [info for info in map(self._info, self.list(prefix)) if info is not None]
+
+    def list_leftovers(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        """The ``.<name>.<hex>.tmp`` files of writes that crashed before their rename (or link) into place."""
+        base = self._path(prefix) if prefix else self.root
+        keys = sorted(Path(dirpath, name).relative_to(self.root).as_posix()
+                      for dirpath, _dirs, files in os.walk(base) for name in files if name.endswith(".tmp"))
+        return [info for info in map(self._info, keys) if info is not None]
 
     def open_read(self, key: str) -> BinaryIO:
         path = self._path(key)
