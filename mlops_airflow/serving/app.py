@@ -48,9 +48,11 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl
 
+import anyio
+import anyio.to_thread
 import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -82,15 +84,16 @@ log = logging.getLogger(__name__)
 #: Bodies up to this size are parsed and validated on the event loop: a thread hop (~0.1 ms)
 #: costs more than the work, and a one-row body is ~100 bytes. Parsing is linear in the body
 #: (and the column names capped), so 4 KiB of the worst JSON holds the loop well under a
-#: millisecond; anything bigger is parsed in the thread pool, so that a hostile body of any
-#: size never stalls the probes or the other clients' requests.
+#: millisecond; anything bigger is parsed in the thread pool (see ``off_loop`` in create_app),
+#: so that a hostile body does not hold the loop for its whole parse.
 _INLINE_PARSE_BYTES = 4 * 1024
 #: Bodies up to this size are predicted on the loop (batched there or in the batcher) once parsed.
 #: One too big to share a batch (rows >= the batcher's) is predicted there too, which blocks the
 #: loop for about as long as a 1,000-row predict (~10-15 ms here): a hop to the predicting thread
 #: and back costs two wake-ups, ~0.5 ms, and the batcher could combine it with nothing. Bigger
-#: bodies are parsed and predicted in one trip to the thread pool.
+#: bodies are predicted in the thread pool.
 _INLINE_BODY_BYTES = 64 * 1024
+T = TypeVar("T")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 #: (status, JSON body, extra headers): what a POST endpoint answers.
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
@@ -130,11 +133,6 @@ def _v2() -> Any:
     from mlops_airflow.serving import v2
 
     return v2
-
-
-def _check_and_predict(loaded: LoadedModel, parse: Callable[[], ParsedRows], probabilities: bool) -> tuple[ParsedRows, Any]:
-    parsed = parse()
-    return parsed, (predict_parsed(loaded, parsed, probabilities=probabilities) if parsed.ok else None)
 
 
 _FLAGS = {"true": True, "1": True, "false": False, "0": False}
@@ -375,18 +373,32 @@ def create_app(
         return JSONResponse({"name": name, "ready": True})
 
     # -- the hot path: answered by the middleware with the body it read -------------------
+    parsers: list[anyio.CapacityLimiter] = []  # made on the event loop, at the first body parsed off it
+
+    async def off_loop(parse: Callable[[], T]) -> T:
+        """``parse()`` in the thread pool, one body at a time.
+
+        JSON decoding holds the GIL for a whole body (one C call: ~0.1-0.4 s for 10 MiB of the
+        worst JSON), and the event loop needs the GIL to answer anyone. One parsing thread leaves
+        the loop a turn between such calls; several would take turns among themselves first. It
+        costs no throughput: two decodes never run at once under the GIL anyway.
+        """
+        if not parsers:
+            parsers.append(anyio.CapacityLimiter(1))
+        return await anyio.to_thread.run_sync(parse, limiter=parsers[0])
+
     async def run_model(loaded: LoadedModel, raw: bytes, parse: Callable[[], ParsedRows],
                         probabilities: bool, *, parsed_already: bool = False) -> tuple[ParsedRows, Any]:
         """Check the rows and predict them with ``loaded``: in the batcher, on the loop or in the thread pool.
 
         ``parsed_already``: ``parse`` only hands over rows checked before (no reason to leave the loop for it).
         """
-        if len(raw) > _INLINE_BODY_BYTES:  # big enough to predict alone: one trip to the thread pool for all of it
-            return await run_in_threadpool(_check_and_predict, loaded, parse, probabilities)
         inline = parsed_already or len(raw) <= _INLINE_PARSE_BYTES
-        parsed = parse() if inline else await run_in_threadpool(parse)
+        parsed = parse() if inline else await off_loop(parse)
         if not parsed.ok:
             return parsed, None
+        if len(raw) > _INLINE_BODY_BYTES:  # big enough to predict alone: in the thread pool
+            return parsed, await run_in_threadpool(predict_parsed, loaded, parsed, probabilities=probabilities)
         if parsed.rows >= batcher.max_rows:  # nothing to share a batch with: no hop (see _INLINE_BODY_BYTES)
             return parsed, predict_parsed(loaded, parsed, probabilities=probabilities)
         if loaded.fast is not None:  # cheaper than a hop to the batcher's thread: batched on the loop
@@ -462,7 +474,7 @@ def create_app(
                             header_length=int(length) if length is not None else None,
                             content_encoding=_header(scope, b"content-encoding"))
             # any but a tiny body is decoded off the event loop, as /predict's are
-            request = parse() if len(raw) <= _INLINE_PARSE_BYTES else await run_in_threadpool(parse)
+            request = parse() if len(raw) <= _INLINE_PARSE_BYTES else await off_loop(parse)
         except (ValueError, v2.V2Error) as exc:  # a malformed request, or length header
             metrics.error("validation")
             return getattr(exc, "status", 400), v2.error_body(str(exc)), []

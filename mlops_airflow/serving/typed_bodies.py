@@ -33,6 +33,7 @@ from mlops_airflow.serving.requests import (
     _ColumnChecker,
     _frame_column,
     decode_json,
+    gc_paused,
     parse_rows,
 )
 
@@ -70,7 +71,8 @@ def decode_checked(raw: bytes, checker: SchemaChecker, *, max_rows: int) -> Pars
     if decoder is None:
         return None
     try:
-        body = decoder.decode(raw)
+        with gc_paused():
+            body = decoder.decode(raw)
     except ValueError:  # msgspec's DecodeError / ValidationError, and bytes that are not UTF-8
         return None
     names = [column.name for column in checker.columns]
