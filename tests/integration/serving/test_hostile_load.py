@@ -26,8 +26,11 @@ ROW = {"hour": 9, "payment_type": "card"}
 HEALTH_BOUND = 2.0
 
 
-def worst_bodies() -> list[bytes]:
-    """The costliest bodies under the 10 MiB limit, by kind: a million names, 2.6M rows, names in records."""
+def worst_bodies() -> list[tuple[bytes, str]]:
+    """The costliest bodies under the 10 MiB limit, by kind, and what the answer must say.
+
+    A million names, 2.6 million rows, records of a thousand unknown names each.
+    """
     limit = 10 * 1024 * 1024 - 4096
     names = b'{"data":[[1]],"columns":[' + b",".join(b'"c%d"' % i for i in range(900_000)) + b"]}"
     rows = b'{"columns":["hour"],"data":[' + b",".join([b"[1]"] * (limit // 4 - 20)) + b"]}"
@@ -36,7 +39,9 @@ def worst_bodies() -> list[bytes]:
         records.append(json.dumps({f"u{j}_{i}": 1 for i in range(1000)}).encode())
         size += len(records[-1]) + 1
         j += 1
-    return [names, rows, b'{"rows":[' + b",".join(records) + b"]}"]
+    return [(names, 'too many columns: \\"columns\\" names 900000, more than the limit of 2048'),
+            (rows, f"too many rows: {limit // 4 - 20} > the limit of 10000"),
+            (b'{"rows":[' + b",".join(records) + b"]}", 'unknown column \\"u0_0\\"')]
 
 
 def test_health_and_other_clients_are_answered_while_one_client_sends_the_worst_bodies(
@@ -53,14 +58,15 @@ def test_health_and_other_clients_are_answered_while_one_client_sends_the_worst_
     eventually(lambda: httpx.get(f"{server.url}/ready").status_code == 200, 60, what="the model to load")
 
     bodies = worst_bodies()
-    answered: list[int] = []
+    answered: list[tuple[int, bool]] = []
     done = threading.Event()
 
     def hostile() -> None:
         with httpx.Client(timeout=120, headers={"content-type": "application/json"}) as client:
             while not done.is_set():
-                for body in bodies:
-                    answered.append(client.post(f"{server.url}/predict", content=body).status_code)
+                for body, says in bodies:
+                    answer = client.post(f"{server.url}/predict", content=body)
+                    answered.append((answer.status_code, says in answer.text))
 
     sender = threading.Thread(target=hostile, daemon=True)
     sender.start()
@@ -79,6 +85,6 @@ def test_health_and_other_clients_are_answered_while_one_client_sends_the_worst_
         done.set()
         sender.join(timeout=120)
     assert len(answered) >= 2 * len(bodies), "the hostile client was not answered in time"
-    assert set(answered) == {422}
+    assert set(answered) == {(422, True)}, answered
     assert set(predictions) == {200} and len(predictions) >= 10
     assert max(health) < HEALTH_BOUND, sorted(health)[-5:]
