@@ -128,3 +128,9 @@ def test_workers_get_the_settings_but_never_the_token(tmp_path, monkeypatch: pyt
     assert ServerConfig.from_env({CONFIG_ENV: text}) == got
     with pytest.raises(ConfigError, match="is not set: start the server with `mlops-airflow serve`"):
         ServerConfig.from_env({})
+
+
+def test_the_column_limit_defaults_to_the_request_checks_own() -> None:
+    from mlops_airflow.serving.requests import DEFAULT_MAX_COLUMNS
+
+    assert ServerConfig(registry_uri="/tmp/r").max_columns == DEFAULT_MAX_COLUMNS
