@@ -250,7 +250,7 @@ def serve_config(args: argparse.Namespace) -> Any:
 #: ``serve`` flags that map one to one onto ServerConfig fields (and so onto environment variables).
 _SERVE_SETTINGS = ("alias", "version", "expect_sha256", "host", "port", "workers", "threads", "poll_interval",
                    "skew_policy", "max_models", "memory_budget_mb", "load_timeout", "metrics_max_models",
-                   "max_rows", "max_body_bytes", "token_file", "public_metrics", "log_sample_rate", "log_uri",
+                   "max_rows", "max_columns", "max_body_bytes", "token_file", "public_metrics", "log_sample_rate", "log_uri",
                    "log_flush_rows", "log_flush_seconds", "log_level")
 
 
@@ -281,6 +281,7 @@ def _add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     flag("skew_policy", str, "library version skew between model and runtime: refuse or warn (default warn)",
          choices=["refuse", "warn"])
     flag("max_rows", int, "rows per request at most (default 10000)")
+    flag("max_columns", int, "column names per request at most, unless the model has more (default 2048)")
     flag("max_body_bytes", int, "request body size limit in bytes, else 413 (default 10 MiB)")
     flag("token_file", str, "file holding the bearer token clients must send (else env MLOPS_AIRFLOW_SERVER_TOKEN)")
     flag("public_metrics", bool, "serve /metrics without the token")

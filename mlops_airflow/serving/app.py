@@ -10,7 +10,8 @@ Endpoints (paths: :mod:`~mlops_airflow.serving.paths`)::
 
     GET  /health                200 while the process lives
     GET  /ready                 one model: 200 {status: "ready", model_name, version, sha256, ...},
-                                503 {status: "waiting" | "failed", reason, ...}; many: 200 once started
+                                503 {status: "waiting" | "failed", reason, ...}; many: 200 once started;
+                                without the token (when there is one): only {status: "ready" | "not ready", version}
     GET  /metadata, POST /predict   a single-model server's own routes (as before: unchanged)
     GET  /metrics               Prometheus text format (see :mod:`mlops_airflow.serving.metrics`)
     GET  /models                what is loaded, the budget, models waiting or refused
@@ -29,8 +30,8 @@ refused or still loading answers 503 saying which and why. Requests that report 
 quarter of a second ago, so a deploy sees its version at once.
 
 The answer carries ``X-Request-ID`` (the client's, if it sent a usable one); the
-prediction log records it. A request is parsed and validated on the event loop (in the
-thread pool when its body is large), then predicted by the
+prediction log records it. A request is parsed and validated in the thread pool (on the event
+loop when its body is tiny), then predicted by the
 :class:`~mlops_airflow.serving.predict.MicroBatcher` together with the requests that queued
 up meanwhile (one too big to share a batch is predicted where it was parsed). Auth, the
 body limit and request metrics live in :mod:`~mlops_airflow.serving.middleware`.
@@ -47,22 +48,24 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl
 
+import anyio
+import anyio.to_thread
 import msgspec
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mlops_airflow.exceptions import ModelNotFound
 from mlops_airflow.serving.config import DEFAULT_MAX_BODY_BYTES
 from mlops_airflow.serving.metrics import ServerMetrics, worker_exited
-from mlops_airflow.serving.middleware import GuardMiddleware
+from mlops_airflow.serving.middleware import AUTHORIZED, GuardMiddleware
 from mlops_airflow.serving.paths import model_route
 from mlops_airflow.serving.pool import DEFAULT_MAX_MODELS, FRESH_AFTER, ModelPool, ModelSlot
 from mlops_airflow.serving.predict import LoopBatcher, MicroBatcher, predict_parsed
-from mlops_airflow.serving.requests import DEFAULT_MAX_ROWS, ParsedRows
+from mlops_airflow.serving.requests import DEFAULT_MAX_COLUMNS, DEFAULT_MAX_ROWS, ParsedRows
 from mlops_airflow.serving.typed_bodies import parse_body
 
 if TYPE_CHECKING:
@@ -78,12 +81,19 @@ __all__ = ["ModelSlot", "create_app"]
 
 log = logging.getLogger(__name__)
 
-#: Bodies up to this size are parsed and validated on the event loop: a thread hop costs more
-#: than the work. One too big to share a batch (rows >= the batcher's) is predicted there too,
-#: which blocks the loop for about as long as a 1,000-row predict (~10-15 ms here): a hop to the
-#: predicting thread and back costs two wake-ups, ~0.5 ms, and the batcher could combine it with
-#: nothing. Bigger bodies go to the thread pool, so that probes stay answered meanwhile.
+#: Bodies up to this size are parsed and validated on the event loop: a thread hop (~0.1 ms)
+#: costs more than the work, and a one-row body is ~100 bytes. Parsing is linear in the body
+#: (and the column names capped), so 4 KiB of the worst JSON holds the loop well under a
+#: millisecond; anything bigger is parsed in the thread pool (see ``off_loop`` in create_app),
+#: so that a hostile body does not hold the loop for its whole parse.
+_INLINE_PARSE_BYTES = 4 * 1024
+#: Bodies up to this size are predicted on the loop (batched there or in the batcher) once parsed.
+#: One too big to share a batch (rows >= the batcher's) is predicted there too, which blocks the
+#: loop for about as long as a 1,000-row predict (~10-15 ms here): a hop to the predicting thread
+#: and back costs two wake-ups, ~0.5 ms, and the batcher could combine it with nothing. Bigger
+#: bodies are predicted in the thread pool.
 _INLINE_BODY_BYTES = 64 * 1024
+T = TypeVar("T")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 #: (status, JSON body, extra headers): what a POST endpoint answers.
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
@@ -125,11 +135,6 @@ def _v2() -> Any:
     return v2
 
 
-def _check_and_predict(loaded: LoadedModel, parse: Callable[[], ParsedRows], probabilities: bool) -> tuple[ParsedRows, Any]:
-    parsed = parse()
-    return parsed, (predict_parsed(loaded, parsed, probabilities=probabilities) if parsed.ok else None)
-
-
 _FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -162,6 +167,7 @@ def create_app(
     poll_interval: float = 1.0,
     skew_policy: SkewPolicy = "warn",
     max_rows: int = DEFAULT_MAX_ROWS,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
     version: int | None = None,
     expect_sha256: str | None = None,
     token: str | None = None,
@@ -248,13 +254,23 @@ def create_app(
         return {"status": "alive"}
 
     @app.get("/ready")
-    def ready() -> JSONResponse:
-        """Readiness: one model: 200 once it is loaded, 503 with the reason until then; many: 200 once started."""
+    def ready(request: Request) -> JSONResponse:
+        """Readiness: one model: 200 once it is loaded, 503 with the reason until then; many: 200 once started.
+
+        Open to probes; without the token (when the server has one) it says only ready or not
+        and the version: the reason would show the registry's location and what a load refused.
+        """
         slot = app.state.slot
+        detailed = request.scope.get(AUTHORIZED, False)
         if slot is None:
+            if not detailed:
+                return JSONResponse({"status": "ready"})
             return JSONResponse({"status": "ready", "models_loaded": len(pool.loaded()), "worker_pid": os.getpid()})
         body = slot.status()
-        return JSONResponse(status_code=200 if body["status"] == "ready" else 503, content=body)
+        code = 200 if body["status"] == "ready" else 503
+        if not detailed:
+            body = {"status": "ready" if code == 200 else "not ready", "version": body["version"]}
+        return JSONResponse(status_code=code, content=body)
 
     @app.get("/metrics")
     def prometheus() -> Response:
@@ -357,14 +373,32 @@ def create_app(
         return JSONResponse({"name": name, "ready": True})
 
     # -- the hot path: answered by the middleware with the body it read -------------------
+    parsers: list[anyio.CapacityLimiter] = []  # made on the event loop, at the first body parsed off it
+
+    async def off_loop(parse: Callable[[], T]) -> T:
+        """``parse()`` in the thread pool, one body at a time.
+
+        JSON decoding holds the GIL for a whole body (one C call: ~0.1-0.4 s for 10 MiB of the
+        worst JSON), and the event loop needs the GIL to answer anyone. One parsing thread leaves
+        the loop a turn between such calls; several would take turns among themselves first. It
+        costs no throughput: two decodes never run at once under the GIL anyway.
+        """
+        if not parsers:
+            parsers.append(anyio.CapacityLimiter(1))
+        return await anyio.to_thread.run_sync(parse, limiter=parsers[0])
+
     async def run_model(loaded: LoadedModel, raw: bytes, parse: Callable[[], ParsedRows],
-                        probabilities: bool) -> tuple[ParsedRows, Any]:
-        """Check the rows and predict them with ``loaded``: in the batcher, on the loop or in the thread pool."""
-        if len(raw) > _INLINE_BODY_BYTES:  # big enough to predict alone: one trip to the thread pool for all of it
-            return await run_in_threadpool(_check_and_predict, loaded, parse, probabilities)
-        parsed = parse()
+                        probabilities: bool, *, parsed_already: bool = False) -> tuple[ParsedRows, Any]:
+        """Check the rows and predict them with ``loaded``: in the batcher, on the loop or in the thread pool.
+
+        ``parsed_already``: ``parse`` only hands over rows checked before (no reason to leave the loop for it).
+        """
+        inline = parsed_already or len(raw) <= _INLINE_PARSE_BYTES
+        parsed = parse() if inline else await off_loop(parse)
         if not parsed.ok:
             return parsed, None
+        if len(raw) > _INLINE_BODY_BYTES:  # big enough to predict alone: in the thread pool
+            return parsed, await run_in_threadpool(predict_parsed, loaded, parsed, probabilities=probabilities)
         if parsed.rows >= batcher.max_rows:  # nothing to share a batch with: no hop (see _INLINE_BODY_BYTES)
             return parsed, predict_parsed(loaded, parsed, probabilities=probabilities)
         if loaded.fast is not None:  # cheaper than a hop to the batcher's thread: batched on the loop
@@ -406,8 +440,8 @@ def create_app(
             metrics.error("validation")
             errors = [f"probabilities: expected true or false, got {given!r}"]
             return 422, _encode({"detail": {"errors": errors, "warnings": []}}), headers
-        parsed, result = await run_model(loaded, raw, partial(parse_body, raw, loaded.request_checker,
-                                                              max_rows=max_rows), probabilities)
+        parse = partial(parse_body, raw, loaded.request_checker, max_rows=max_rows, max_columns=max_columns)
+        parsed, result = await run_model(loaded, raw, parse, probabilities)
         if parsed.warning_fields:
             metrics.warned(parsed.warning_fields)
         failed = failure(loaded, parsed, result)
@@ -439,12 +473,13 @@ def create_app(
             parse = partial(v2.parse_infer, raw, loaded.request_checker, max_rows=max_rows,
                             header_length=int(length) if length is not None else None,
                             content_encoding=_header(scope, b"content-encoding"))
-            # a big body is decoded off the event loop, as /predict's are
-            request = parse() if len(raw) <= _INLINE_BODY_BYTES else await run_in_threadpool(parse)
+            # any but a tiny body is decoded off the event loop, as /predict's are
+            request = parse() if len(raw) <= _INLINE_PARSE_BYTES else await off_loop(parse)
         except (ValueError, v2.V2Error) as exc:  # a malformed request, or length header
             metrics.error("validation")
             return getattr(exc, "status", 400), v2.error_body(str(exc)), []
-        parsed, result = await run_model(loaded, raw, lambda: request.parsed, request.probabilities)
+        parsed, result = await run_model(loaded, raw, lambda: request.parsed, request.probabilities,
+                                         parsed_already=True)
         if parsed.warning_fields:
             metrics.warned(parsed.warning_fields)
         failed = failure(loaded, parsed, result)

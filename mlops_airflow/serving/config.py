@@ -44,6 +44,7 @@ ENV: dict[str, str] = {
     "poll_interval": "MLOPS_AIRFLOW_SERVER_POLL_INTERVAL",
     "skew_policy": "MLOPS_AIRFLOW_SERVER_SKEW_POLICY",
     "max_rows": "MLOPS_AIRFLOW_SERVER_MAX_ROWS",
+    "max_columns": "MLOPS_AIRFLOW_SERVER_MAX_COLUMNS",
     "max_body_bytes": "MLOPS_AIRFLOW_SERVER_MAX_BODY_BYTES",
     "token_file": "MLOPS_AIRFLOW_SERVER_TOKEN_FILE",
     "public_metrics": "MLOPS_AIRFLOW_SERVER_PUBLIC_METRICS",
@@ -83,6 +84,10 @@ class ServerConfig:
     poll_interval: float = 1.0
     skew_policy: Literal["refuse", "warn"] = "warn"
     max_rows: int = 10_000
+    #: Column names a request may carry, unless the model has more features (a body with more: 422).
+    #: ``requests.DEFAULT_MAX_COLUMNS``, written out: importing the request checks here would
+    #: cost every CLI command ~20 ms.
+    max_columns: int = 2048
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     token_file: str | None = None
     public_metrics: bool = False
@@ -145,6 +150,8 @@ class ServerConfig:
             problems.append(f"skew_policy must be 'refuse' or 'warn', got {self.skew_policy!r}")
         if self.max_rows < 1:
             problems.append(f"max_rows must be at least 1, got {self.max_rows}")
+        if self.max_columns < 1:
+            problems.append(f"max_columns must be at least 1, got {self.max_columns}")
         if self.max_body_bytes < 1024:
             problems.append(f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")
         if not 0.0 <= self.log_sample_rate <= 1.0:

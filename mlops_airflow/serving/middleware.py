@@ -5,8 +5,10 @@ stream per request on the hot path). In order:
 
 1. auth, when a token is configured: ``Authorization: Bearer <token>`` (or the same in
    ``X-Mlops-Airflow-Authorization``, for clients behind the Kubernetes API server's proxy,
-   which keeps ``Authorization`` for itself) compared in constant time; ``/health`` and ``/ready`` stay open for probes (they reveal only whether and which
-   version is loaded), ``/metrics`` too when asked; else 401 with ``WWW-Authenticate``.
+   which keeps ``Authorization`` for itself) compared in constant time; ``/health`` and ``/ready``
+   stay open for probes, ``/metrics`` too when asked; else 401 with ``WWW-Authenticate``.
+   Whether the request carried the token is left in ``scope[AUTHORIZED]``: an open probe
+   without it says only ready or not and the version, never the registry or load errors.
    The token is never logged nor echoed.
 2. the body limit: a ``Content-Length`` over the limit is refused before reading, and a
    body without one (chunked) is counted while it is read and refused as soon as it
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     #: (scope, body) -> (status, the JSON body as bytes, extra headers)
     BodyEndpoint = Callable[[Scope, bytes], Awaitable[tuple[int, bytes, list[tuple[bytes, bytes]]]]]
 
+#: The scope key saying whether the request may see details (it carried the token, or none is needed).
+AUTHORIZED = "mlops_airflow.authorized"
 #: Paths answered without a token: what load balancers and Kubernetes (or KServe) probes call.
 OPEN_PATHS = frozenset({"/health", "/ready", "/v2/health/live", "/v2/health/ready"})
 _REALM = b'Bearer realm="mlops-airflow"'
@@ -138,12 +142,12 @@ class GuardMiddleware:
             await send(message)
 
         try:
-            if self._token is not None and path not in self.open_paths:
-                refusal = self._refuse_auth(scope)
-                if refusal is not None:
-                    self.metrics.error("auth")
-                    await send_json(send_recording, 401, {"detail": refusal[0]}, [(b"www-authenticate", refusal[1])])
-                    return
+            refusal = None if self._token is None else self._refuse_auth(scope)
+            scope[AUTHORIZED] = refusal is None
+            if refusal is not None and path not in self.open_paths:
+                self.metrics.error("auth")
+                await send_json(send_recording, 401, {"detail": refusal[0]}, [(b"www-authenticate", refusal[1])])
+                return
             endpoint = self.route(path.rstrip("/") or "/")  # "/predict/" is "/predict"
             if endpoint is not None and scope["method"] != "POST":
                 await send_json(send_recording, 405, {"detail": "Method Not Allowed"}, [(b"allow", b"POST")])

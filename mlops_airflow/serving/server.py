@@ -66,6 +66,7 @@ def build_app(config: ServerConfig, *, s3_client: Any | None = None) -> FastAPI:
         poll_interval=config.poll_interval,
         skew_policy=config.skew_policy,
         max_rows=config.max_rows,
+        max_columns=config.max_columns,
         version=config.version,
         expect_sha256=config.expect_sha256,
         token=config.token(),

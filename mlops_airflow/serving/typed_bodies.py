@@ -27,11 +27,13 @@ import msgspec
 
 from mlops_airflow.serving.requests import (
     _VECTOR_ROWS,
+    DEFAULT_MAX_COLUMNS,
     ParsedRows,
     SchemaChecker,
     _ColumnChecker,
     _frame_column,
     decode_json,
+    gc_paused,
     parse_rows,
 )
 
@@ -46,16 +48,19 @@ _LARGEST_FLOAT = 1.7976931348623157e308
 _EXACT_INT = 2**53
 
 
-def parse_body(raw: bytes, checker: SchemaChecker, *, max_rows: int) -> ParsedRows:
+def parse_body(raw: bytes, checker: SchemaChecker, *, max_rows: int,
+               max_columns: int = DEFAULT_MAX_COLUMNS) -> ParsedRows:
     """Check one request body against ``checker``'s schema, leaving the frame to the caller (``frame=False``)."""
     parsed = decode_checked(raw, checker, max_rows=max_rows)
     if parsed is not None:
         return parsed
     try:
         payload = decode_json(raw)
-    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+    except RecursionError:  # both decoders stop at a fixed depth, at once: no cost to bound here
+        return ParsedRows(None, ["body is not valid JSON: it is nested too deeply"])
+    except ValueError as exc:
         return ParsedRows(None, [f"body is not valid JSON: {exc}"])
-    return parse_rows(payload, checker, max_rows=max_rows, frame=False)
+    return parse_rows(payload, checker, max_rows=max_rows, frame=False, max_columns=max_columns)
 
 
 def decode_checked(raw: bytes, checker: SchemaChecker, *, max_rows: int) -> ParsedRows | None:
@@ -66,7 +71,8 @@ def decode_checked(raw: bytes, checker: SchemaChecker, *, max_rows: int) -> Pars
     if decoder is None:
         return None
     try:
-        body = decoder.decode(raw)
+        with gc_paused():
+            body = decoder.decode(raw)
     except ValueError:  # msgspec's DecodeError / ValidationError, and bytes that are not UTF-8
         return None
     names = [column.name for column in checker.columns]

@@ -169,7 +169,8 @@ def _checked(columns: dict[str, list[Any]], checker: SchemaChecker, max_rows: in
 
 def _decode(header: bytes) -> _Request:
     try:
-        return _DECODER.decode(header)
+        with _checks.gc_paused():
+            return _DECODER.decode(header)
     except RecursionError:
         raise V2Error("the request JSON is nested too deeply") from None
     except msgspec.DecodeError as exc:  # malformed JSON, or valid JSON of the wrong shape

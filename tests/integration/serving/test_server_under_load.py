@@ -192,7 +192,7 @@ def test_two_workers_serve_and_metrics_count_both(tmp_path: Path, serve: Any, tr
     loaded: set[str] = set()
 
     def both_loaded() -> bool:
-        answer = httpx.get(f"{server.url}/ready")
+        answer = httpx.get(f"{server.url}/ready", headers=auth)  # worker_pid is a detail: it needs the token
         if answer.status_code == 200:
             loaded.add(answer.json()["worker_pid"])
         return len(loaded) == 2
@@ -209,7 +209,7 @@ def test_two_workers_serve_and_metrics_count_both(tmp_path: Path, serve: Any, tr
             response = client.post(f"{server.url}/predict", json={"row": ROW})
         assert response.status_code == 200
         n += 1
-        ready = httpx.get(f"{server.url}/ready").json()
+        ready = httpx.get(f"{server.url}/ready", headers=auth).json()
         pids.add(ready["worker_pid"])
         return len(pids) == 2 and n >= 20
 

@@ -115,6 +115,12 @@ def models(registry: ModelRegistry) -> Models:
     return Models(registry)
 
 
+@pytest.fixture(scope="module")
+def module_models(tmp_path_factory: pytest.TempPathFactory) -> Models:
+    """:class:`Models` in a registry shared by one test module (for one app serving many tests)."""
+    return Models(ModelRegistry(open_store(str(tmp_path_factory.mktemp("module") / "registry"))))
+
+
 @pytest.fixture
 def schema() -> dict[str, Any]:
     return schema_of(training_frame())

@@ -48,7 +48,7 @@ def test_the_skew_policy_flag_accepts_only_refuse_or_warn(capsys: pytest.Capture
 
 def test_every_setting_comes_from_the_environment_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"version": "4", "expect_sha256": SHA, "host": "0.0.0.0", "port": "8080", "workers": "3",
-           "poll_interval": "2", "skew_policy": "refuse", "max_rows": "7", "max_body_bytes": "4096",
+           "poll_interval": "2", "skew_policy": "refuse", "max_rows": "7", "max_columns": "64", "max_body_bytes": "4096",
            "public_metrics": "true", "log_sample_rate": "0.5", "log_uri": "s3://b/logs", "log_flush_rows": "5",
            "log_flush_seconds": "1.5", "log_level": "warning", "max_models": "50", "memory_budget_mb": "256",
            "load_timeout": "5", "metrics_max_models": "10"}
@@ -58,6 +58,7 @@ def test_every_setting_comes_from_the_environment_and_flags_win(monkeypatch: pyt
     assert (got.version, got.expect_sha256, got.host, got.port, got.workers, got.poll_interval) == (
         4, SHA, "0.0.0.0", 8080, 3, 2.0)
     assert (got.skew_policy, got.max_rows, got.max_body_bytes, got.public_metrics) == ("refuse", 7, 4096, True)
+    assert got.max_columns == 64
     assert (got.log_sample_rate, got.log_uri, got.log_flush_rows, got.log_flush_seconds, got.log_level) == (
         0.5, "s3://b/logs", 5, 1.5, "warning")
     assert (got.max_models, got.memory_budget_bytes, got.load_timeout, got.metrics_max_models) == (50, 256 << 20, 5.0, 10)
@@ -127,3 +128,9 @@ def test_workers_get_the_settings_but_never_the_token(tmp_path, monkeypatch: pyt
     assert ServerConfig.from_env({CONFIG_ENV: text}) == got
     with pytest.raises(ConfigError, match="is not set: start the server with `mlops-airflow serve`"):
         ServerConfig.from_env({})
+
+
+def test_the_column_limit_defaults_to_the_request_checks_own() -> None:
+    from mlops_airflow.serving.requests import DEFAULT_MAX_COLUMNS
+
+    assert ServerConfig(registry_uri="/tmp/r").max_columns == DEFAULT_MAX_COLUMNS

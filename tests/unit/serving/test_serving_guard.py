@@ -58,6 +58,37 @@ def test_probes_are_open_everything_else_needs_the_token(client: TestClient) -> 
     assert 'mlops_request_errors_total{kind="auth"} 6.0' in metrics
 
 
+def test_open_probes_say_only_ready_and_the_version_without_the_token(client: TestClient) -> None:
+    assert client.get("/ready").json() == {"status": "ready", "version": 1}
+    assert client.get("/ready", headers={"Authorization": "Bearer nope"}).json() == {"status": "ready", "version": 1}
+    detailed = client.get("/ready", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert (detailed["model_name"], detailed["version"], detailed["pinned"]) == ("taxi", 1, False)
+    assert {"sha256", "last_error", "worker_pid"} <= detailed.keys()
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    for path in ("/models/taxi/ready", "/v2/models/taxi/ready"):  # per model: never open
+        assert client.get(path).status_code == 401
+
+
+def test_a_refused_model_keeps_its_reason_and_registry_from_open_probes(models: Any, eventually: Any) -> None:
+    models.register()
+    app = create_app(models.registry, "taxi", poll_interval=0.02, version=1, expect_sha256="ab" * 32, token=TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(app) as client:
+        eventually(lambda: client.get("/ready", headers=auth).json()["status"] == "failed")
+        refused = client.get("/ready")
+        assert refused.status_code == 503
+        assert refused.json() == {"status": "not ready", "version": 1}
+        detailed = client.get("/ready", headers=auth)
+        assert detailed.status_code == 503 and "sha256" in detailed.json()["reason"]
+
+
+def test_a_many_model_server_says_only_that_it_is_ready_without_the_token(served: Any) -> None:
+    with TestClient(create_app(served.registry, poll_interval=0.02, token=TOKEN)) as client:
+        assert client.get("/ready").json() == {"status": "ready"}
+        detailed = client.get("/ready", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        assert {"models_loaded", "worker_pid"} <= detailed.keys()
+
+
 def test_the_token_never_reaches_the_logs(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
         client.post("/predict", json={"row": GOOD}, headers={"Authorization": f"Bearer {TOKEN}x"})
