@@ -32,10 +32,10 @@ def test_serve_waits_for_the_alias_then_serves_over_http(
     server.wait_healthy()
 
     # started before any model exists: alive, not ready, and saying why
-    ready = httpx.get(f"{server.url}/ready", timeout=5)
+    ready = httpx.get(f"{server.url}/ready", timeout=60)
     assert ready.status_code == 503, server.log()
     assert "the alias taxi@champion does not exist yet" in ready.json()["reason"]
-    assert httpx.post(f"{server.url}/predict", json={"row": {"hour": 1}}, timeout=5).status_code == 503
+    assert httpx.post(f"{server.url}/predict", json={"row": {"hour": 1}}, timeout=60).status_code == 503
 
     pipeline, schema, frame = trained
     registry = ModelRegistry(open_store(registry_uri))
@@ -52,13 +52,13 @@ def test_serve_waits_for_the_alias_then_serves_over_http(
     assert answer["predictions"] == pipeline.predict(frame[["hour", "payment_type"]].head(4)).tolist()
     assert len(answer["probabilities"]) == 4 and answer["classes"] == [0, 1]
 
-    ready = httpx.get(f"{server.url}/ready", timeout=5)
+    ready = httpx.get(f"{server.url}/ready", timeout=60)
     assert ready.status_code == 200 and ready.json()["version"] == 1
 
     rejected = httpx.post(
         f"{server.url}/predict",
         json={"rows": [{"hour": 77, "payment_type": "card"}, {"hour": "x"}]},
-        timeout=5,
+        timeout=60,
     )
     assert rejected.status_code == 422
     assert rejected.json()["detail"]["errors"] == [

@@ -75,7 +75,7 @@ def test_no_request_fails_while_the_alias_moves_under_load(tmp_path: Path, serve
     registry.set_alias("taxi", "champion", 1, expected=None, by="test", reason="first")
     server = serve(registry_uri, env={"MLOPS_AIRFLOW_SERVER_TOKEN": TOKEN})
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    eventually(lambda: httpx.get(f"{server.url}/ready").status_code == 200, what="version 1 to load")
+    eventually(lambda: httpx.get(f"{server.url}/ready", timeout=60).status_code == 200, what="version 1 to load")
 
     stop = threading.Event()
     results: list[tuple[int, Any]] = []
@@ -88,7 +88,7 @@ def test_no_request_fails_while_the_alias_moves_under_load(tmp_path: Path, serve
             before = len(results)
             registry.set_alias("taxi", "champion", version, expected=previous, by="test", reason="swap")
             previous = version
-            eventually(lambda v=version: httpx.get(f"{server.url}/ready").json()["version"] == v,
+            eventually(lambda v=version: httpx.get(f"{server.url}/ready", timeout=60).json()["version"] == v,
                        what=f"version {version} to take over")
             eventually(lambda b=before: len(results) > b + 20, what="requests answered after the swap")
     finally:
@@ -98,7 +98,7 @@ def test_no_request_fails_while_the_alias_moves_under_load(tmp_path: Path, serve
     statuses = Counter(status for status, _ in results)
     assert statuses == {200: len(results)}, [r for r in results if r[0] != 200][:5]
     assert {version for _, version in results} == {1, 2, 3}
-    found = metric_samples(httpx.get(f"{server.url}/metrics", headers=auth).text)
+    found = metric_samples(httpx.get(f"{server.url}/metrics", headers=auth, timeout=60).text)
     assert found[("mlops_model_swaps_total", ())] == 5  # the first load and four swaps
     assert found[("mlops_requests_total", (("endpoint", "/predict"), ("status", "200")))] == len(results)
     info = {key[1]: value for key, value in found.items() if key[0] == "mlops_model_info"}
@@ -132,7 +132,7 @@ def test_malformed_requests_under_load_get_4xx_and_the_server_stays_healthy(
     registry.set_alias("taxi", "champion", 1, expected=None, by="test", reason="first")
     server = serve(registry_uri, "--max-body-bytes", "1000000", env={"MLOPS_AIRFLOW_SERVER_TOKEN": TOKEN})
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    eventually(lambda: httpx.get(f"{server.url}/ready").status_code == 200, what="the model to load")
+    eventually(lambda: httpx.get(f"{server.url}/ready", timeout=60).status_code == 200, what="the model to load")
     expected = pipeline.predict(frame[["hour", "payment_type"]].head(1).assign(hour=9, payment_type="card"))[0]
 
     wrong: list[str] = []
@@ -168,9 +168,9 @@ def test_malformed_requests_under_load_get_4xx_and_the_server_stays_healthy(
         thread.join(120)
     assert wrong == []
     assert good == [200] * 120
-    assert httpx.get(f"{server.url}/health").status_code == 200
-    assert httpx.get(f"{server.url}/ready").json()["status"] == "ready"
-    found = metric_samples(httpx.get(f"{server.url}/metrics", headers=auth).text)
+    assert httpx.get(f"{server.url}/health", timeout=60).status_code == 200
+    assert httpx.get(f"{server.url}/ready", timeout=60).json()["status"] == "ready"
+    found = metric_samples(httpx.get(f"{server.url}/metrics", headers=auth, timeout=60).text)
     errors = {dict(k[1])["kind"]: v for k, v in found.items() if k[0] == "mlops_request_errors_total"}
     assert errors["validation"] > 0 and errors["auth"] > 0 and errors["too_large"] > 0
     assert "internal" not in errors
@@ -192,7 +192,7 @@ def test_two_workers_serve_and_metrics_count_both(tmp_path: Path, serve: Any, tr
     loaded: set[str] = set()
 
     def both_loaded() -> bool:
-        answer = httpx.get(f"{server.url}/ready", headers=auth)  # worker_pid is a detail: it needs the token
+        answer = httpx.get(f"{server.url}/ready", headers=auth, timeout=60)  # worker_pid is a detail: it needs the token
         if answer.status_code == 200:
             loaded.add(answer.json()["worker_pid"])
         return len(loaded) == 2
@@ -205,18 +205,18 @@ def test_two_workers_serve_and_metrics_count_both(tmp_path: Path, serve: Any, tr
     def both_workers_answered() -> bool:
         nonlocal n
         # a fresh connection each time, so the kernel spreads them over both workers' accept queues
-        with httpx.Client(headers=auth) as client:
+        with httpx.Client(headers=auth, timeout=60) as client:
             response = client.post(f"{server.url}/predict", json={"row": ROW})
         assert response.status_code == 200
         n += 1
-        ready = httpx.get(f"{server.url}/ready", headers=auth).json()
+        ready = httpx.get(f"{server.url}/ready", headers=auth, timeout=60).json()
         pids.add(ready["worker_pid"])
         return len(pids) == 2 and n >= 20
 
     eventually(both_workers_answered, timeout=60, what="both workers to answer", interval=0)
-    assert httpx.post(f"{server.url}/predict", json={"row": ROW}).status_code == 401  # auth in every worker
+    assert httpx.post(f"{server.url}/predict", json={"row": ROW}, timeout=60).status_code == 401  # auth in every worker
     for _ in range(10):  # whichever worker answers, the count covers both
-        found = metric_samples(httpx.get(f"{server.url}/metrics", headers=auth).text)
+        found = metric_samples(httpx.get(f"{server.url}/metrics", headers=auth, timeout=60).text)
         assert found[("mlops_requests_total", (("endpoint", "/predict"), ("status", "200")))] == n
     info = {dict(k[1])["version"]: v for k, v in found.items() if k[0] == "mlops_model_info"}
     assert info == {"1": 1.0}
@@ -234,16 +234,16 @@ def test_pinned_serve_checks_the_sha256_and_never_follows_the_alias(tmp_path: Pa
 
     env = {"MLOPS_AIRFLOW_MODEL_VERSION": "1", "MLOPS_AIRFLOW_MODEL_SHA256": first["sha256"]}
     pinned = serve(registry_uri, env=env)  # the Kubernetes way: settings from the environment
-    ready = eventually(lambda: (r := httpx.get(f"{pinned.url}/ready")).status_code == 200 and r.json())
+    ready = eventually(lambda: (r := httpx.get(f"{pinned.url}/ready", timeout=60)).status_code == 200 and r.json())
     assert (ready["version"], ready["sha256"], ready["pinned"]) == (1, first["sha256"], True)
-    assert httpx.post(f"{pinned.url}/predict", json={"row": ROW}).json()["version"] == 1
+    assert httpx.post(f"{pinned.url}/predict", json={"row": ROW}, timeout=60).json()["version"] == 1
 
     wrong = serve(registry_uri, "--version", "2", "--expect-sha256", first["sha256"])
-    eventually(lambda: httpx.get(f"{wrong.url}/ready").json()["status"] == "failed", what="the refusal")
-    refused = httpx.get(f"{wrong.url}/ready")
+    eventually(lambda: httpx.get(f"{wrong.url}/ready", timeout=60).json()["status"] == "failed", what="the refusal")
+    refused = httpx.get(f"{wrong.url}/ready", timeout=60)
     assert refused.status_code == 503
     assert f"has sha256 {second['sha256'][:12]}…, but {first['sha256'][:12]}… was expected" in refused.json()["reason"]
-    assert httpx.post(f"{wrong.url}/predict", json={"row": ROW}).status_code == 503
+    assert httpx.post(f"{wrong.url}/predict", json={"row": ROW}, timeout=60).status_code == 503
 
 
 def test_prediction_logs_reach_s3_and_read_back(
@@ -259,10 +259,10 @@ def test_prediction_logs_reach_s3_and_read_back(
     log_uri = f"s3://{s3_bucket}/serving"
     server = serve(registry_uri, "--log-sample-rate", "1", "--log-uri", log_uri, "--log-flush-seconds", "0.2",
                    env={"AWS_ENDPOINT_URL": s3_endpoint})
-    eventually(lambda: httpx.get(f"{server.url}/ready").status_code == 200, what="the model to load")
+    eventually(lambda: httpx.get(f"{server.url}/ready", timeout=60).status_code == 200, what="the model to load")
     for hour in range(5):
         response = httpx.post(f"{server.url}/predict", json={"rows": [{**ROW, "hour": hour}]},
-                              headers={"X-Request-ID": f"req-{hour}"})
+                              headers={"X-Request-ID": f"req-{hour}"}, timeout=60)
         assert response.status_code == 200
     def five_rows() -> Any:
         frame = read_prediction_logs(log_uri, "taxi", s3_client=s3_client)

@@ -61,7 +61,7 @@ def test_the_lease_lock_is_exclusive_and_released_by_its_owner_only(tmp_path: Pa
     with pytest.raises(RegistryError):
         waiter.acquire()
     holder.release()
-    with StoreLock(store, "m/locks/register.json", timeout=1):
+    with StoreLock(store, "m/locks/register.json", timeout=60):
         assert json.loads(store.read_bytes("m/locks/register.json"))["owner"] is not None
     assert json.loads(store.read_bytes("m/locks/register.json"))["owner"] is None
 
@@ -71,7 +71,7 @@ def test_an_expired_lease_of_a_dead_holder_is_taken_over(tmp_path: Path) -> None
     dead = StoreLock(store, "lock.json", ttl=0.2)
     dead.acquire()  # never released: its process "died"
     time.sleep(0.3)  # let the lease expire (the lock's own clock, not an assertion)
-    with StoreLock(store, "lock.json", timeout=1) as taker:
+    with StoreLock(store, "lock.json", timeout=60) as taker:
         assert json.loads(store.read_bytes("lock.json"))["owner"] == taker.owner
 
 
