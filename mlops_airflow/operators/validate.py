@@ -30,16 +30,12 @@ def validated_asset(model_name: str) -> Asset:
 
 
 def dag_folder(context: Context) -> str | None:
-    """Where relative spec paths in Params resolve: the folder holding the DAG's ``include/``.
+    """The running DAG file's folder: spec files may be read from it and the ``include/`` inside or beside it.
 
-    That is the DAGs folder itself after ``mlops-airflow init``, or its parent in a project
-    laid out with ``dags/`` and ``include/`` side by side, so ``include/gate.yaml`` works in both.
+    Relative spec paths in Params are looked up there (see :mod:`mlops_airflow.specfiles`).
     """
     fileloc = getattr(context.get("dag"), "fileloc", None)
-    if not fileloc:
-        return None
-    folder = Path(fileloc).parent
-    return str(folder if (folder / "include").is_dir() or not (folder.parent / "include").is_dir() else folder.parent)
+    return str(Path(fileloc).parent) if fileloc else None
 
 
 class ValidateDataOperator(MlopsBaseOperator):
