@@ -50,7 +50,8 @@ class ValidateDataOperator(MlopsBaseOperator):
     :param data_uri: CSV/Parquet path or ``s3://`` URI; ``*`` matches several files (templated).
     :param target: the target column (templated).
     :param model_name: the model whose champion schema applies (templated).
-    :param validation: a YAML spec path, inline spec or dict; None for the minimal check (templated).
+    :param validation: a YAML spec path (in the spec folders of :mod:`mlops_airflow.specfiles`), inline spec
+        or dict; None for the minimal check (templated).
     :param redact_samples: leave sample values out of results and reports (they can be personal data).
     :param snapshot: store the validated data for training (default). False for validation-only
         tasks: a file is then read for just the columns the spec needs.
