@@ -101,6 +101,14 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "my_team.features.add_hour_features",
                         "default": "",
                     },
+                    "spec_roots": {
+                        "description": "Comma-separated folders validation and gate spec files may be read "
+                        "from, beyond the DAGs folder and its include/ folder.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/opt/airflow/shared_specs",
+                        "default": "",
+                    },
                     "estimator_allowlist": {
                         "description": "Comma-separated dotted paths of estimators allowed beyond scikit-learn's own.",
                         "version_added": "0.1.0",

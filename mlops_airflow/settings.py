@@ -9,6 +9,8 @@
 
 The model server's URL used by the local deploy target resolves the same way from
 ``MLOPS_AIRFLOW_SERVER_URL`` / ``[mlops_airflow] server_url``, default ``http://127.0.0.1:8765``.
+Airflow's own ``[core] dags_folder`` is read the same way (``AIRFLOW__CORE__DAGS_FOLDER``, then
+``airflow.cfg``), default ``$AIRFLOW_HOME/dags``.
 """
 
 from __future__ import annotations
@@ -25,20 +27,22 @@ def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
 
 
-def _setting(key: str) -> str | None:
-    env = os.environ.get(f"MLOPS_AIRFLOW_{key.upper()}")
-    if env:
-        return env
-    env = os.environ.get(f"AIRFLOW__{SECTION.upper()}__{key.upper()}")
+def _airflow_config(section: str, key: str) -> str | None:
+    """``AIRFLOW__<SECTION>__<KEY>``, else ``airflow.cfg``: Airflow's own precedence, without importing it."""
+    env = os.environ.get(f"AIRFLOW__{section.upper()}__{key.upper()}")
     if env:
         return env
     cfg_path = Path(os.environ.get("AIRFLOW_CONFIG") or airflow_home() / "airflow.cfg")
     if cfg_path.is_file():
         parser = configparser.ConfigParser(interpolation=None)
         parser.read(cfg_path)
-        if parser.has_option(SECTION, key):
-            return parser.get(SECTION, key) or None
+        if parser.has_option(section, key):
+            return parser.get(section, key) or None
     return None
+
+
+def _setting(key: str) -> str | None:
+    return os.environ.get(f"MLOPS_AIRFLOW_{key.upper()}") or _airflow_config(SECTION, key)
 
 
 def registry_uri() -> str:
@@ -90,6 +94,23 @@ def trusted_types_extra() -> list[str]:
 def custom_check_allowlist() -> list[str]:
     """Dotted paths of custom gate check functions allowed beyond the bundled ones (comma-separated setting)."""
     return _list_setting("custom_check_allowlist")
+
+
+def dags_folder() -> Path:
+    """Airflow's ``[core] dags_folder``, default ``$AIRFLOW_HOME/dags``."""
+    raw = _airflow_config("core", "dags_folder")
+    if not raw:
+        return airflow_home() / "dags"
+    # airflow.cfg may keep Airflow's own placeholder, which only Airflow's config parser expands
+    return Path(raw.replace("{AIRFLOW_HOME}", str(airflow_home()))).expanduser()
+
+
+def spec_roots() -> list[str]:
+    """Folders validation and gate spec files may be read from beyond the DAGs folder and its include/.
+
+    Comma-separated ``spec_roots`` setting; none by default (see :mod:`mlops_airflow.specfiles`).
+    """
+    return _list_setting("spec_roots")
 
 
 def bundled_files() -> tuple[Path, Path]:

@@ -54,7 +54,6 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from mlops_airflow.evaluation.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC, metrics_for
@@ -266,26 +265,27 @@ def normalise_gate(raw: Any) -> dict[str, Any]:
 
 
 def load_gate_spec(gate: str | dict[str, Any] | None, *, base_dir: str | None = None) -> tuple[dict[str, Any], str]:
-    """The normalised spec and its source (``default`` or ``user``) from a path, inline YAML/JSON or dict."""
+    """The normalised spec and its source (``default`` or ``user``) from a dict, inline YAML/JSON or a path.
+
+    A path must lie in the spec folders of :mod:`mlops_airflow.specfiles` (``base_dir``: the
+    running DAG's folder, where relative paths are looked up); a path elsewhere is refused unopened.
+    """
     if gate is None or (isinstance(gate, str) and gate.strip().lower() in {"", "default", "none"}):
         return normalise_gate(DEFAULT_GATE), "default"
     if isinstance(gate, str):
         import yaml
 
+        from mlops_airflow.specfiles import looks_inline, read_spec_file, resolve_spec_path
+
         text = gate.strip()
-        candidates = [Path(base_dir, text)] if base_dir else []
-        candidates.append(Path(text))
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is not None:
-            text = path.read_text()
-        elif not text.startswith("{") and "\n" not in text and ":" not in text:
-            raise GateSpecError(f"gate file not found: {gate}")
-        try:
-            gate = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise GateSpecError(f"gate spec is not valid YAML: {exc}") from exc
-        if path is None and not isinstance(gate, dict):
-            raise GateSpecError(f"gate file not found, and not an inline spec either: {text[:80]}")
+        if looks_inline(text):
+            try:
+                gate = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise GateSpecError(f"gate spec is not valid YAML: {exc}") from exc
+        else:
+            path = resolve_spec_path(text, param="gate", dag_dir=base_dir, error=GateSpecError)
+            _, gate = read_spec_file(path, param="gate", keys=_TOP_KEYS, error=GateSpecError)
     return normalise_gate(gate), "user"
 
 

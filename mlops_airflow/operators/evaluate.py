@@ -24,7 +24,8 @@ class EvaluateModelOperator(MlopsBaseOperator):
 
     :param model_name: the model (templated).
     :param candidate_sha256: from :class:`TrainModelOperator` (templated).
-    :param gate: a gate spec path, inline spec or dict; None for the bundled default gate (templated).
+    :param gate: a gate spec path (in the spec folders of :mod:`mlops_airflow.specfiles`), inline spec or dict;
+        None for the bundled default gate (templated).
     :param verdict_callbacks: called with ``(verdict, context)`` after every decision, blessed
         or not: the hook point for alerts (Slack, e-mail, a ticket). A failing callback is
         logged and does not change the verdict.

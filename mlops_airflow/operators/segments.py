@@ -30,7 +30,8 @@ class SplitSegmentsOperator(MlopsBaseOperator):
     :param segment_column: the column whose values name the segments (templated).
     :param model_prefix: each segment's model is ``<model_prefix><segment>`` (templated).
     :param target: the column to predict (templated).
-    :param validation: validation spec: a path (relative to the DAG file), inline YAML/JSON or dict (templated).
+    :param validation: validation spec: a path (relative to the DAG file, in the spec folders of
+        :mod:`mlops_airflow.specfiles`), inline YAML/JSON or dict (templated).
     :param segments: train only these segments (templated; what retraining some models asks for).
     :param segments_per_task: segments per mapped task; 0 or None: about 50 tasks in all (templated).
     :param min_rows: segments smaller than this are reported, not trained (templated).

@@ -30,16 +30,12 @@ def validated_asset(model_name: str) -> Asset:
 
 
 def dag_folder(context: Context) -> str | None:
-    """Where relative spec paths in Params resolve: the folder holding the DAG's ``include/``.
+    """The running DAG file's folder: spec files may be read from it and the ``include/`` inside or beside it.
 
-    That is the DAGs folder itself after ``mlops-airflow init``, or its parent in a project
-    laid out with ``dags/`` and ``include/`` side by side, so ``include/gate.yaml`` works in both.
+    Relative spec paths in Params are looked up there (see :mod:`mlops_airflow.specfiles`).
     """
     fileloc = getattr(context.get("dag"), "fileloc", None)
-    if not fileloc:
-        return None
-    folder = Path(fileloc).parent
-    return str(folder if (folder / "include").is_dir() or not (folder.parent / "include").is_dir() else folder.parent)
+    return str(Path(fileloc).parent) if fileloc else None
 
 
 class ValidateDataOperator(MlopsBaseOperator):
@@ -54,7 +50,8 @@ class ValidateDataOperator(MlopsBaseOperator):
     :param data_uri: CSV/Parquet path or ``s3://`` URI; ``*`` matches several files (templated).
     :param target: the target column (templated).
     :param model_name: the model whose champion schema applies (templated).
-    :param validation: a YAML spec path, inline spec or dict; None for the minimal check (templated).
+    :param validation: a YAML spec path (in the spec folders of :mod:`mlops_airflow.specfiles`), inline spec
+        or dict; None for the minimal check (templated).
     :param redact_samples: leave sample values out of results and reports (they can be personal data).
     :param snapshot: store the validated data for training (default). False for validation-only
         tasks: a file is then read for just the columns the spec needs.

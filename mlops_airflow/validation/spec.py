@@ -80,6 +80,7 @@ from typing import Any
 import yaml
 
 from mlops_airflow.exceptions import ValidationSpecError
+from mlops_airflow.specfiles import looks_inline, read_spec_file, resolve_spec_path
 from mlops_airflow.validation.drift import DEFAULT_THRESHOLDS, POLICIES
 
 SPEC_FORMAT_VERSION = 1
@@ -101,8 +102,9 @@ def load_validation_spec(
     """Load, check and normalise a validation spec; ``None`` when there is none.
 
     ``spec`` is ``None``, ``""`` or ``"none"`` (no spec: only the minimal check runs), a
-    mapping, a path to a YAML/JSON file (relative paths are looked up in ``base_dir``
-    first, then in the working directory), or an inline ``{...}`` JSON/YAML string.
+    mapping, an inline ``{...}`` or multi-line JSON/YAML string, or the path of a YAML/JSON
+    file in the spec folders of :mod:`mlops_airflow.specfiles` (``base_dir``: the running
+    DAG's folder, where relative paths are looked up; a path elsewhere is refused unopened).
     Raises :class:`ValidationSpecError` listing every problem found, each named by its
     field path (``columns.hour.min: expected a number, got 'abc'``) and, for YAML text,
     its line.
@@ -120,27 +122,11 @@ def load_validation_spec(
     text = spec.strip()
     if not text or text.lower() == "none":
         return None
-    candidates = (
-        [text]
-        if os.path.isabs(text)
-        else [
-            *([os.path.join(base_dir, text)] if base_dir else []),
-            os.path.abspath(text),
-        ]
-    )
-    for candidate in candidates:
-        if os.path.isfile(candidate):
-            try:
-                with open(candidate, encoding="utf-8") as handle:
-                    content = handle.read()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ValidationSpecError(f"cannot read validation spec {candidate}: {exc}") from exc
-            return _normalise_text(content, source=candidate)
-    # A Param filled in from the trigger form is text: treat a mapping literal (or any
-    # multi-line text) as the spec itself rather than as a file name.
-    if text.startswith("{") or "\n" in text:
+    if looks_inline(text):
         return _normalise_text(text, source="(inline)")
-    raise ValidationSpecError(f"validation spec file not found: {text!r} (looked in {', '.join(candidates)})")
+    path = resolve_spec_path(text, param="validation", dag_dir=base_dir, error=ValidationSpecError)
+    node, data = read_spec_file(path, param="validation", keys=_TOP_KEYS, error=ValidationSpecError)
+    return _normalise_node(node, data, source=str(path))
 
 
 def declared_constraints(spec: dict | None) -> dict[str, dict]:
@@ -194,6 +180,10 @@ def _normalise_text(text: str, *, source: str) -> dict:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ValidationSpecError(f"validation spec {source} is not valid YAML/JSON: {exc}") from exc
+    return _normalise_node(node, data, source=source)
+
+
+def _normalise_node(node: yaml.Node | None, data: Any, *, source: str) -> dict:
     lines: dict[Path, int] = {}
     duplicates: list[str] = []
     if node is not None:

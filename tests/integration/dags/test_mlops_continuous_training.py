@@ -156,6 +156,31 @@ def test_bad_input_stops_at_its_stage_and_leaves_the_champion(
     assert registry.get_alias(model, "champion")["version"] == 1
 
 
+@pytest.mark.parametrize(("param", "stage"), [("validation", "validate"), ("gate", "evaluate")])
+def test_a_spec_param_cannot_read_the_workers_files(
+    param: str, stage: str, airflow_db: Path, registry: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`-c '{"validation": "/etc/passwd"}'` is refused by its path: nothing of the file reaches a log, XCom or record."""
+    from testsupport import xcom_value
+
+    from mlops_airflow.pipeline.summary import read_run
+
+    model = f"trips_snooped_{param}"
+    dag_run = load_dag(f"{DAG_ID}.py").test(run_conf={
+        "data_uri": str(SAMPLE / "trips_2026_01.csv"), "model_name": model, param: "/etc/passwd"})
+    assert str(dag_run.state) == "failed"
+    record = read_run(registry, model, dag_run.run_id)
+    assert record["states"][stage] == "failed"
+    error = xcom_value(dag_run, stage, "error")
+    kind = "GateSpecError" if param == "gate" else "ValidationSpecError"
+    assert error.startswith(f"{kind}: {param}: '/etc/passwd' is outside the folders spec files are read from")
+    assert "MLOPS_AIRFLOW_SPEC_ROOTS" in error and record["results"][stage]["error"] == error
+    seen = json.dumps(record) + error + "".join(capfd.readouterr())
+    leaked = [line for line in Path("/etc/passwd").read_text().splitlines() if line.strip() and line in seen]
+    assert leaked == []
+    assert registry.list_versions(model) == []
+
+
 def test_unwritable_registry_fails_validation_and_registers_nothing(
     airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -182,7 +182,7 @@ def test_statistical_check_carries_its_interval() -> None:
         ({"baseline": {"min_improvement": 0}, "on_fail": "explode"}, "on_fail"),
         ({"baseline": {"min_improvement": 0}, "policies": {"no_champion": "yolo"}}, "policies.no_champion"),
         ({"treshold": {}}, "unknown key 'treshold'"),
-        ("missing-file.yaml", "gate file not found"),
+        ("missing-file.yaml", "gate: spec file 'missing-file.yaml' not found"),
     ],
 )
 def test_invalid_gate_specs_are_named(spec: Any, message: str) -> None:
@@ -210,7 +210,8 @@ def test_mcnemar_does_not_apply_to_regression() -> None:
                evidence={"holdout_rows": 100, "metrics": {"candidate": {}, "baseline": {}}}, champion=None)
 
 
-def test_gate_from_yaml_file_and_inline(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_gate_from_yaml_file_and_inline(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MLOPS_AIRFLOW_SPEC_ROOTS", str(tmp_path))
     path = tmp_path / "gate.yaml"
     path.write_text("thresholds:\n  roc_auc: {min: 0.7}\n")
     assert load_gate_spec(str(path))[0]["thresholds"] == {"roc_auc": {"min": 0.7}}

@@ -309,7 +309,8 @@ def test_spec_drift_errors_name_the_field(drift, expected):
     assert expected in str(info.value)
 
 
-def test_spec_drift_errors_carry_the_yaml_line(tmp_path):
+def test_spec_drift_errors_carry_the_yaml_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLOPS_AIRFLOW_SPEC_ROOTS", str(tmp_path))
     path = tmp_path / "spec.yaml"
     path.write_text("columns:\n  hour:\ndrift:\n  policy: warn\n  psi: -1\n")
 

@@ -174,7 +174,7 @@ def test_cli_writes_and_refuses_to_overwrite(tmp_path: Path, capsys: pytest.Capt
     out = tmp_path / "include" / "trips.yaml"
     assert main(["suite", "infer", str(TRIPS), "--out", str(out), "--target", "tipped"]) == 0
     assert f"wrote {out}: 10 columns inferred from {TRIPS} (4000 rows)" in capsys.readouterr().out
-    assert load_validation_spec(str(out)) is not None
+    assert load_validation_spec("include/trips.yaml", base_dir=str(tmp_path)) is not None
     before = out.read_text()
 
     assert main(["suite", "infer", str(TRIPS), "--out", str(out), "--margin", "0"]) == 1

@@ -60,12 +60,13 @@ def test_inline_json_string_is_parsed():
 
 
 def test_missing_file_names_the_path(tmp_path):
-    with pytest.raises(ValidationSpecError, match=r"validation spec file not found: 'nowhere\.yaml'") as info:
+    with pytest.raises(ValidationSpecError, match=r"validation: spec file 'nowhere\.yaml' not found") as info:
         load_validation_spec("nowhere.yaml", base_dir=str(tmp_path))
     assert str(tmp_path / "nowhere.yaml") in str(info.value)
 
 
-def test_yaml_file_errors_name_field_path_and_line(tmp_path):
+def test_yaml_file_errors_name_field_path_and_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLOPS_AIRFLOW_SPEC_ROOTS", str(tmp_path))
     path = tmp_path / "bad.yaml"
     path.write_text("format_version: 1\ncolumns:\n  hour:\n    type: integer\n    min: abc\n    maxx: 23\n")
 
