@@ -109,6 +109,14 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "/opt/airflow/shared_specs",
                         "default": "",
                     },
+                    "data_roots": {
+                        "description": "Comma-separated folders local data files (data_uri, input_uri) may be "
+                        "read from; empty: any file the worker can read.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/data/ml",
+                        "default": "",
+                    },
                     "estimator_allowlist": {
                         "description": "Comma-separated dotted paths of estimators allowed beyond scikit-learn's own.",
                         "version_added": "0.1.0",

@@ -113,6 +113,11 @@ def spec_roots() -> list[str]:
     return _list_setting("spec_roots")
 
 
+def data_roots() -> list[str]:
+    """Folders local data files may be read from (comma-separated ``data_roots`` setting); none: any."""
+    return _list_setting("data_roots")
+
+
 def bundled_files() -> tuple[Path, Path]:
     """The example DAGs and include/ folders: from the installed package, or this checkout."""
     from importlib import resources

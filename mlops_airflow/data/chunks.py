@@ -18,7 +18,13 @@ import io
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from mlops_airflow.data.loading import _check_csv_bytes, _check_csv_shape, _format_of, resolve_files
+from mlops_airflow.data.loading import (
+    _check_csv_bytes,
+    _check_csv_shape,
+    _format_of,
+    check_data_path,
+    resolve_files,
+)
 from mlops_airflow.exceptions import ArtifactNotFound, DataError, MlopsError
 from mlops_airflow.storage import ArtifactStore, open_store
 
@@ -42,12 +48,13 @@ def input_files(uri: str, *, s3_client: Any | None = None) -> tuple[ArtifactStor
 
     local_dir = not uri.startswith("s3://") and Path(uri.removeprefix("file://")).expanduser().is_dir()
     if uri.endswith("/") or local_dir:
+        check_data_path(uri, param="input_uri")
         store = open_store(uri.rstrip("/") if local_dir else uri, s3_client=s3_client)
         keys = [key for key in store.list() if "/" not in key and key.lower().endswith((".csv", ".parquet", ".pq"))]
         if not keys:
             raise DataError(f"no .csv or .parquet files in {uri}")
         return store, keys
-    store, keys = resolve_files(uri, s3_client=s3_client)
+    store, keys = resolve_files(uri, s3_client=s3_client, param="input_uri")
     for key in keys:
         _format_of(key)
     return store, keys

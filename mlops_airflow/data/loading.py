@@ -8,6 +8,7 @@ import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mlops_airflow import settings
 from mlops_airflow.exceptions import ArtifactNotFound, DataError
 from mlops_airflow.storage import open_store, split_uri
 
@@ -151,14 +152,46 @@ def _delimiter_name(delimiter: str) -> str:
     return {";": "semicolon", "\t": "tab", "|": "pipe"}[delimiter]
 
 
-def resolve_files(uri: str, *, s3_client: Any | None = None) -> tuple[Any, list[str]]:
+def check_data_path(uri: str, *, param: str = "data_uri") -> None:
+    """Refuse a local data path outside the ``data_roots`` setting, if one is set, judged by its real path.
+
+    Whoever may trigger a DAG chooses ``data_uri``; a deployment that lists its data folders
+    keeps that from reading the worker's other files (``..`` and symlinks resolved first).
+    """
+    import os
+    from pathlib import Path
+
+    roots = [Path(os.path.realpath(Path(root).expanduser())) for root in settings.data_roots()]
+    if not roots or uri.startswith("s3://"):
+        return
+    real = Path(os.path.realpath(Path(uri.removeprefix("file://")).expanduser()))
+    if not any(real == root or real.is_relative_to(root) for root in roots):
+        raise DataError(f"{param}: {uri!r} is outside the folders data is read from ({', '.join(map(str, roots))}): "
+                        "add its folder to the data_roots setting (MLOPS_AIRFLOW_DATA_ROOTS, or data_roots in the "
+                        "[mlops_airflow] section of airflow.cfg; comma-separated)")
+
+
+def _relative_hint(uri: str) -> str:
+    """How a relative local path was read, for a not-found message (the worker's directory is not the user's)."""
+    import os
+
+    if uri.startswith(("s3://", "/", "file://", "~")):
+        return ""
+    return (f" (a relative path is read from the worker's working directory, {os.getcwd()}: "
+            "give an absolute path or an s3:// URI)")
+
+
+def resolve_files(uri: str, *, s3_client: Any | None = None, param: str = "data_uri") -> tuple[Any, list[str]]:
     """The store holding ``uri`` and the keys it names (a file, or a shell pattern of files)."""
+    check_data_path(uri, param=param)
     root, key = split_uri(uri)
     store = open_store(root, s3_client=s3_client)
     if any(ch in key for ch in "*?["):
         keys = store.glob(key)
         if not keys:
-            raise DataError(f"no data files match {uri}")
+            raise DataError(f"no data files match {uri}{_relative_hint(uri)}")
+        for found in keys:  # a symlink matched by the pattern may lead out of the roots
+            check_data_path(store.url(found), param=param)
         return store, keys
     return store, [key]
 
@@ -188,7 +221,7 @@ def load_dataset(uri: str, *, s3_client: Any | None = None, columns: list[str] |
         try:
             data = store.read_bytes(key)
         except ArtifactNotFound as exc:
-            raise DataError(f"data file not found: {name}") from exc
+            raise DataError(f"data file not found: {name}{_relative_hint(uri.strip())}") from exc
         digests.append((key, hashlib.sha256(data).digest()))
         frames.append(_parse(name, data, fmt, columns))
     first = list(frames[0].columns)
