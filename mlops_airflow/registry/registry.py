@@ -6,13 +6,15 @@ Layout below the store's root::
     <model>/artifacts/<sha256>/candidate.json what training recorded about it
     <model>/versions/<n>.json                 the manifest; creating it IS the commit
     <model>/aliases/<alias>.json              {version, previous, moved_at, by, reason}, CAS-replaced
-    <model>/claims/<hash>.json                idempotency: which version a task attempt produced
+    <model>/claims/<hash>.json                idempotency: the attempt registering, the number it may
+                                              create, then the version it produced
     _index/...                                derived summaries for listing (see :mod:`.index`)
 
 Guarantees: a version number is never given twice (manifests are created only if absent);
 a crash before the manifest leaves only an unreferenced artifact; moving an alias is a
 compare-and-swap; a retried register (same idempotency key *and* same candidate sha256)
-returns the version it made the first time. Each of those changes also keeps the model's
+returns the version it made the first time, even while that first attempt is still running
+(it waits for it, or takes its claim over, never numbering a second version). Each of those changes also keeps the model's
 summary in the model index (:mod:`mlops_airflow.registry.index`) up to date, after the change.
 """
 
