@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import random
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -426,3 +427,29 @@ def test_a_retry_takes_over_the_claim_of_a_killed_attempt(spec: dict[str, Any], 
     assert registry.register("m", record, idempotency_key="dag/run/register/-1")["version"] == version
     assert registry.list_versions("m") == ([1, 2] if when == "before" else [1])
     assert json.loads(registry.store.read_bytes(claim_key))["version"] == version
+
+
+def test_mlflow_attempt_stalled_past_its_lock_settles_on_its_twins_version(mlflow_registry_uri: str,
+                                                                          s3_endpoint: str) -> None:
+    """A zombie holds the register lock, stalls past its lease; its retry takes the lock and registers;
+    the zombie then creates a version too: it must return the retry's, and commit nothing new."""
+    spec = {"backend": "mlflow", "uri": mlflow_registry_uri, "endpoint": s3_endpoint}
+    zombie, retry = build_registry(spec), build_registry(spec)
+    zombie.lock_ttl = 1.0  # type: ignore[attr-defined]
+    record = candidate(zombie, b"model")
+    stalled, retried = threading.Event(), threading.Event()
+    create = zombie._create_version  # type: ignore[attr-defined]
+
+    def stall_then_create(*args: Any, **kwargs: Any) -> Any:
+        stalled.set()
+        assert retried.wait(timeout=120), "the retry never registered"
+        return create(*args, **kwargs)
+
+    zombie._create_version = stall_then_create  # type: ignore[attr-defined]
+    with ThreadPoolExecutor(1) as pool:
+        late = pool.submit(zombie.register, "m", record, idempotency_key="dag/run/register/-1")
+        assert stalled.wait(timeout=120)
+        first = retry.register("m", record, idempotency_key="dag/run/register/-1")
+        retried.set()
+        assert late.result(timeout=120)["version"] == first["version"] == 1
+    assert retry.list_versions("m") == [1]
