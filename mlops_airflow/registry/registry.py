@@ -14,8 +14,9 @@ Guarantees: a version number is never given twice (manifests are created only if
 a crash before the manifest leaves only an unreferenced artifact; moving an alias is a
 compare-and-swap; a retried register (same idempotency key *and* same candidate sha256)
 returns the version it made the first time, even while that first attempt is still running
-(it waits for it, or takes its claim over, never numbering a second version). Each of those changes also keeps the model's
-summary in the model index (:mod:`mlops_airflow.registry.index`) up to date, after the change.
+(it waits for it, or takes its claim over, never numbering a second version). Each of those
+changes also keeps the model's summary in the model index (:mod:`mlops_airflow.registry.index`)
+up to date, after the change.
 """
 
 from __future__ import annotations
