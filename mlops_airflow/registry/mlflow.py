@@ -20,7 +20,9 @@ in the registry URI) using the same atomic primitives as the built-in registry:
   racers each get a distinct version and none is refused.
 - **idempotent retries** — under the same lock, a version tagged with the caller's
   idempotency key and the candidate's sha256 is returned (and completed if the earlier
-  attempt crashed before its commit tag) instead of creating another.
+  attempt crashed before its commit tag) instead of creating another. An attempt that
+  stalled past the lock's lease and created one after its twin did settles on the same
+  version as the twin (the committed one, else the lowest-numbered), so only one is committed.
 
 Candidates, verdicts, reports and snapshots stay in the side store, as with the
 built-in registry; the registered model's bytes are read back from MLflow and, as
@@ -155,11 +157,17 @@ class MlflowRegistry(ModelRegistry):
         client = self.client  # NB: imports mlflow (seconds) before taking the lock, not while others wait on it
         with StoreLock(self.store, f"{model}/locks/register.json", ttl=self.lock_ttl):
             versions = self._model_versions(model)
-            own = self._find_own_version(versions, idempotency_key, sha)
-            if own is not None and TAG_MANIFEST in own.tags:
-                return self._manifest_of(own, f"model {model!r} version {own.version}")
-            outcome = str((manifest.get("verdict") or {}).get("outcome"))
-            mv = own or self._create_version(model, sha, idempotency_key, outcome, model_exists=bool(versions))
+            mv = self._find_own_version(versions, idempotency_key, sha)
+            if mv is None:
+                outcome = str((manifest.get("verdict") or {}).get("outcome"))
+                self._create_version(model, sha, idempotency_key, outcome, model_exists=bool(versions))
+                # A twin that took the lock over while we stalled past its lease may have made one too:
+                # every attempt settles on the same one, so only one is ever committed.
+                mv = self._find_own_version(self._model_versions(model), idempotency_key, sha)
+                if mv is None:
+                    raise StorageError(f"MLflow at {self.tracking_uri} does not list the version just created")
+            if TAG_MANIFEST in mv.tags:
+                return self._manifest_of(mv, f"model {model!r} version {mv.version}")
             record = self._manifest_record(model, manifest, int(mv.version), idempotency_key)
             record["artifact_uri"] = f"{mv.source.rstrip('/')}/{ARTIFACT_NAME}"
             text = to_json(record).decode()
@@ -174,11 +182,9 @@ class MlflowRegistry(ModelRegistry):
 
     @staticmethod
     def _find_own_version(versions: list[Any], idempotency_key: str, sha: str) -> Any | None:
-        """The version an earlier attempt with this key and sha256 created, committed or not (newest first)."""
-        for mv in sorted(versions, key=lambda v: -int(v.version)):
-            if mv.tags.get(TAG_KEY) == idempotency_key and mv.tags.get(TAG_SHA) == sha:
-                return mv
-        return None
+        """The version attempts with this key and sha256 agree on: the committed one, else the lowest-numbered."""
+        own = [mv for mv in versions if mv.tags.get(TAG_KEY) == idempotency_key and mv.tags.get(TAG_SHA) == sha]
+        return min(own, key=lambda mv: (TAG_MANIFEST not in mv.tags, int(mv.version)), default=None)
 
     def _create_version(self, model: str, sha: str, idempotency_key: str, outcome: str, *, model_exists: bool) -> Any:
         from mlflow.exceptions import MlflowException

@@ -6,21 +6,26 @@ Layout below the store's root::
     <model>/artifacts/<sha256>/candidate.json what training recorded about it
     <model>/versions/<n>.json                 the manifest; creating it IS the commit
     <model>/aliases/<alias>.json              {version, previous, moved_at, by, reason}, CAS-replaced
-    <model>/claims/<hash>.json                idempotency: which version a task attempt produced
+    <model>/claims/<hash>.json                idempotency: the attempt registering, the number it may
+                                              create, then the version it produced
     _index/...                                derived summaries for listing (see :mod:`.index`)
 
 Guarantees: a version number is never given twice (manifests are created only if absent);
 a crash before the manifest leaves only an unreferenced artifact; moving an alias is a
 compare-and-swap; a retried register (same idempotency key *and* same candidate sha256)
-returns the version it made the first time. Each of those changes also keeps the model's
-summary in the model index (:mod:`mlops_airflow.registry.index`) up to date, after the change.
+returns the version it made the first time, even while that first attempt is still running
+(it waits for it, or takes its claim over, never numbering a second version). Each of those
+changes also keeps the model's summary in the model index (:mod:`mlops_airflow.registry.index`)
+up to date, after the change.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +42,10 @@ from mlops_airflow.storage import ArtifactStore, sha256_hex
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _VERSION_FILE = re.compile(r"^versions/(\d+)\.json$")
+#: An unfinished idempotency claim unchanged this long belongs to an attempt presumably dead;
+#: a twin then takes it over. Taking over is safe even from a live attempt, so this trades only
+#: a retry's wait after a crash against needless takeovers (a registration takes a second or two).
+TAKEOVER_AFTER = 30.0
 
 
 def utcnow() -> str:
@@ -78,8 +87,12 @@ class ModelRegistry:
     }
     compensations: dict[str, str] = {}
 
-    def __init__(self, store: ArtifactStore) -> None:
+    def __init__(self, store: ArtifactStore, *, takeover_after: float = TAKEOVER_AFTER, claim_poll: float = 0.05) -> None:
         self.store = store
+        #: Seconds an unfinished idempotency claim may stand still before a twin takes it over.
+        self.takeover_after = takeover_after
+        #: Seconds between looks at a twin's unfinished claim (jittered up to twice that).
+        self.claim_poll = claim_poll
         #: Per-model summaries for listing, kept up to date by every change made here.
         self.index = ModelIndex(self)
 
@@ -156,28 +169,99 @@ class ModelRegistry:
             return self._register(model, manifest, idempotency_key=idempotency_key)
 
     def _register(self, model: str, manifest: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
-        """:meth:`register` without the index: the commit protocol of this backend."""
-        sha = self._check_registrable(model, manifest)
-        claim_key = f"{model}/claims/{sha256_hex(f'{idempotency_key}|{sha}'.encode())}.json"
-        claim = {"idempotency_key": idempotency_key, "sha256": sha, "version": None}
-        if not self.store.create(claim_key, to_json(claim)):
-            mine = self._find_own(model, self._read_json(claim_key).get("version"), idempotency_key, sha)
-            if mine is not None:
-                return mine
+        """:meth:`register` without the index: the commit protocol of this backend.
 
+        The claim belongs to one attempt at a time (``owner``) and names the one version number
+        its owner may create (``trying``). ``trying`` moves, and ownership passes to a twin, only
+        by compare-and-swap, and a twin that takes over creates the same number its predecessor
+        may still be creating: twins overlapping, or a twin taking over from a stalled or dead
+        one, create or find one manifest, never two versions for one key.
+        """
+        sha = self._check_registrable(model, manifest)
+        self._manifest_record(model, manifest, 1, idempotency_key)  # refuse an invalid manifest before claiming
+        key = f"{model}/claims/{sha256_hex(f'{idempotency_key}|{sha}'.encode())}.json"
+        me = uuid.uuid4().hex
+        watch = _ClaimWatch(self.takeover_after)
+        state = self._open_claim(model, key, idempotency_key, sha, me)
         while True:
-            versions = self.list_versions(model)
-            number = (versions[-1] if versions else 0) + 1
-            record = self._manifest_record(model, manifest, number, idempotency_key)
-            key = f"{model}/versions/{number}.json"
-            if self.store.create(key, to_json(record)):
-                break
-            existing = self._read_json(key)
-            if self._is_own(existing, idempotency_key, sha):
-                record = existing  # our own earlier PUT whose answer was lost
-                break
-        self.store.write_bytes(claim_key, to_json({**claim, "version": record["version"]}))
-        return record
+            if state is None:  # deleted meanwhile (gc of the version it named): start afresh
+                state = self._open_claim(model, key, idempotency_key, sha, me)
+                continue
+            claim, token = state
+            number = claim.get("version")
+            if number is not None:
+                found = self._find_own(model, number, idempotency_key, sha)
+                if found is not None:
+                    return found
+                # It names a version that is gone or not ours (a hand edit): make a new one.
+                state = self._update_claim(key, claim, token, owner=me, version=None, trying=self._next_number(model))
+            elif claim.get("owner") == me:
+                record = self._commit_number(model, manifest, int(claim["trying"]), idempotency_key, sha)
+                if record is not None:
+                    # Unconditional: whoever else may write this claim now writes this same version.
+                    self.store.write_bytes(key, to_json({**claim, "version": record["version"]}))
+                    return record
+                state = self._update_claim(key, claim, token, trying=self._next_number(model))
+            elif token is not None and watch.stale(claim, token):
+                state = self._take_over(model, key, claim, token, me)
+            else:
+                time.sleep(self.claim_poll * (1 + random.random()))  # jitter: twins polling in step collide again
+                state = self._read_claim(key)
+
+    def _open_claim(self, model: str, key: str, idempotency_key: str, sha: str,
+                    me: str) -> tuple[dict[str, Any], str | None] | None:
+        """Create the claim, owned by ``me``, or read the one a twin made (token None: ours, not read back)."""
+        claim = {"idempotency_key": idempotency_key, "sha256": sha, "version": None, "owner": me,
+                 "trying": self._next_number(model), "updated_at": time.time()}
+        return (claim, None) if self.store.create(key, to_json(claim)) else self._read_claim(key)
+
+    def _read_claim(self, key: str) -> tuple[dict[str, Any], str | None] | None:
+        try:
+            data, token = self.store.read_versioned(key)
+        except ArtifactNotFound:
+            return None
+        try:
+            return json.loads(data), token
+        except ValueError as exc:
+            raise RegistryError(f"{self.store.url(key)} is not valid JSON: {exc}") from exc
+
+    def _update_claim(self, key: str, claim: dict[str, Any], token: str | None,
+                      **changes: Any) -> tuple[dict[str, Any], str | None] | None:
+        """Compare-and-swap ``changes`` into the claim as it was read; then the claim as it now is."""
+        if token is None:  # we created it and never read it back: its token is unknown
+            state = self._read_claim(key)
+            if state is None or state[0] != claim:
+                return state  # changed meanwhile: the caller looks again
+            token = state[1]
+        assert token is not None
+        self.store.replace_if(key, to_json({**claim, **changes, "updated_at": time.time()}), token)
+        return self._read_claim(key)
+
+    def _take_over(self, model: str, key: str, claim: dict[str, Any], token: str,
+                   me: str) -> tuple[dict[str, Any], str | None] | None:
+        """Own a claim whose attempt stopped, keeping the number it may have created."""
+        trying = claim.get("trying")
+        if trying is None:  # written by an older mlops-airflow, which records no number: look for its version
+            found = self._find_own(model, None, str(claim.get("idempotency_key")), str(claim.get("sha256")))
+            trying = found["version"] if found else self._next_number(model)
+        return self._update_claim(key, claim, token, owner=me, trying=trying)
+
+    def _next_number(self, model: str) -> int:
+        versions = self.list_versions(model)
+        return (versions[-1] if versions else 0) + 1
+
+    def _commit_number(self, model: str, manifest: dict[str, Any], number: int, idempotency_key: str,
+                        sha: str) -> dict[str, Any] | None:
+        """Commit version ``number``, or find it already ours (a twin's, or our PUT whose answer was lost).
+
+        None if another registration has that number.
+        """
+        record = self._manifest_record(model, manifest, number, idempotency_key)
+        key = f"{model}/versions/{number}.json"
+        if self.store.create(key, to_json(record)):
+            return record
+        existing = self._read_json(key)
+        return existing if self._is_own(existing, idempotency_key, sha) else None
 
     def _check_registrable(self, model: str, manifest: dict[str, Any]) -> str:
         """The candidate's sha256, if its artifact is stored; else :class:`RegistryError`."""
@@ -208,7 +292,10 @@ class ModelRegistry:
         """The version an earlier attempt made, if it got that far (newest first: retries are recent)."""
         candidates = [hint] if hint else list(reversed(self.list_versions(model)))
         for number in candidates:
-            record = self.get_version(model, number)
+            try:
+                record = self.get_version(model, number)
+            except ModelNotFound:  # collected by gc, or never committed
+                continue
             if self._is_own(record, idempotency_key, sha):
                 return record
         return None
@@ -346,3 +433,23 @@ class ModelRegistry:
         if not isinstance(record, dict):
             raise RegistryError(f"{self.store.url(key)} does not hold a JSON object")
         return check_readable("record", record, self.store.url(key))
+
+
+class _ClaimWatch:
+    """Tells when a twin's unfinished claim has stood still for ``after`` seconds.
+
+    Still means: unchanged under our eyes that long (our own clock, so clock skew between
+    hosts cannot hurry it), or last written that long ago by the writer's clock (a retry
+    arriving minutes after a crash need not wait).
+    """
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+        self.token = ""
+        self.since = time.monotonic()
+
+    def stale(self, claim: dict[str, Any], token: str) -> bool:
+        if token != self.token:
+            self.token, self.since = token, time.monotonic()
+        written = float(claim.get("updated_at") or time.time())
+        return max(time.time() - written, time.monotonic() - self.since) >= self.after

@@ -6,6 +6,11 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import random
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -19,6 +24,11 @@ from mlops_airflow.storage import open_store
 
 pytestmark = pytest.mark.integration
 RACERS = 8
+#: Trials of 2-4 overlapping attempts of one task, and how far apart their starts may fall.
+TRIALS, SPREAD = 10, 0.3
+#: Added to store requests in the overlap trials: tens of ms a request, as S3 seen from another
+#: region; the zombie, stalled on its host, takes longer to create a version's manifest.
+LATENCY, ZOMBIE_LATENCY = 0.01, 0.35
 
 
 def build_registry(spec: dict[str, Any], client: Any = None) -> ModelRegistry:
@@ -308,3 +318,153 @@ def test_listing_reads_the_index_and_sees_past_a_stale_summary(spec: dict[str, A
     assert [row["latest"] for row in model_listing(registry).rows] == [1, 2]
     registry.index.rebuild()
     assert json.loads(registry.store.read_bytes("_index/models/b.json"))["latest"] == 2
+
+
+class _Distant:
+    """A store whose requests take ``latency`` longer (``only``: just this method on keys containing that)."""
+
+    def __init__(self, store: Any, latency: float, only: tuple[str, str] | None = None) -> None:
+        self._store, self._latency, self._only = store, latency, only
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        def slow(*args: Any, **kwargs: Any) -> Any:
+            if self._only is None or (name == self._only[0] and self._only[1] in str(args[:1])):
+                time.sleep(self._latency)
+            return attr(*args, **kwargs)
+
+        return slow
+
+
+def _zombie_and_retries(spec: dict[str, Any], retries: int, key: str, rng: random.Random,
+                        takeover_after: float) -> list[int]:
+    """One attempt of a task stalls while committing; its retries start 0-SPREAD s after it claimed.
+
+    Returns the version each attempt got. The zombie's requests on version keys take
+    :data:`ZOMBIE_LATENCY`, the retries' every request :data:`LATENCY` (S3 seen from afar).
+    """
+    attempts = [build_registry(spec) for _ in range(1 + retries)]
+    for index, registry in enumerate(attempts):
+        registry.takeover_after = takeover_after
+        if spec["backend"] != "mlflow":  # MLflow's own calls are slow enough
+            registry.store = _Distant(registry.store, *((ZOMBIE_LATENCY, ("create", "/versions/")) if index == 0 else (LATENCY,)))
+    record = candidate(attempts[0], key.encode())
+    started = "m/locks" if spec["backend"] == "mlflow" else "m/claims"
+    claims = len(attempts[0].store.list(started)) if spec["backend"] != "mlflow" else 0
+
+    def attempt(registry: ModelRegistry, offset: float | None) -> int:
+        if offset is not None:  # a retry: once the zombie holds its claim (or MLflow's lock), after offset s
+            deadline = time.monotonic() + 60
+            while len(registry.store.list(started)) <= claims:
+                assert time.monotonic() < deadline, "the zombie never claimed"
+                time.sleep(0.005)
+            time.sleep(offset)
+        return int(registry.register("m", record, idempotency_key=key)["version"])
+
+    offsets = [None] + [rng.uniform(0, SPREAD) for _ in range(retries)]
+    with ThreadPoolExecutor(len(attempts)) as pool:
+        return list(pool.map(attempt, attempts, offsets))
+
+
+def test_overlapping_attempts_of_one_task_make_one_version(spec: dict[str, Any]) -> None:
+    """A zombie attempt and 1-3 retries overlapping it, in many trials: each trial adds one version, which
+    every attempt of it returns. In every other trial, waiters take the claim over at their first look,
+    from a zombie alive and busy, which must be just as safe."""
+    registry = build_registry(spec)
+    for index in range(8):  # a model with history: a retry that scans it gives the zombie time to commit
+        registry.register("m", candidate(registry, bytes([index])), idempotency_key=f"dag/old-{index}/register/-1")
+    rng = random.Random(16)
+    trials = TRIALS if spec["backend"] != "mlflow" else TRIALS // 2
+    outcomes = {}
+    for trial in range(trials):
+        before = registry.list_versions("m")
+        got = _zombie_and_retries(spec, 1 + trial % 3, f"dag/run-{trial}/register/-1", rng,
+                                  takeover_after=0.0 if trial % 2 else 30.0)
+        outcomes[trial] = (got, registry.list_versions("m")[len(before):])
+    bad = {trial: seen for trial, seen in outcomes.items() if len(set(seen[0])) != 1 or seen[1] != seen[0][:1]}
+    assert not bad, f"{len(bad)} of {trials} trials (versions returned, versions added): {bad}"
+
+
+def _die_registering(spec: dict[str, Any], when: str) -> None:
+    """Register, and die by SIGKILL right before (or right after) creating the version's manifest."""
+    registry = build_registry(spec)
+    record = candidate(registry, b"model")
+    store, create = registry.store, registry.store.create
+
+    def create_then_die(key: str, data: bytes) -> bool:
+        if "/versions/" in key and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        created = create(key, data)
+        if "/versions/" in key:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return created
+
+    store.create = create_then_die  # type: ignore[method-assign]
+    registry.register("m", record, idempotency_key="dag/run/register/-1")
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_retry_takes_over_the_claim_of_a_killed_attempt(spec: dict[str, Any], when: str) -> None:
+    """kill -9 between claiming and committing (before: no manifest; after: a manifest, claim unfilled)."""
+    if spec["backend"] == "mlflow":
+        pytest.skip("the MLflow backend registers under a lease lock (see test_registry_backends)")
+    dead = multiprocessing.get_context("spawn").Process(target=_die_registering, args=(spec, when))
+    dead.start()
+    dead.join(timeout=120)
+    assert dead.exitcode == -signal.SIGKILL
+    registry = build_registry(spec)
+    registry.takeover_after = 1.0
+    (claim_key,) = registry.store.list("m/claims")
+    assert json.loads(registry.store.read_bytes(claim_key))["version"] is None  # left unfinished
+    if when == "before":  # meanwhile another run takes the number the dead attempt was about to create
+        registry.register("m", candidate(registry, b"other"), idempotency_key="dag/other/register/-1")
+    record = candidate(registry, b"model")
+    version = registry.register("m", record, idempotency_key="dag/run/register/-1")["version"]
+    assert version == (2 if when == "before" else 1)
+    assert registry.register("m", record, idempotency_key="dag/run/register/-1")["version"] == version
+    assert registry.list_versions("m") == ([1, 2] if when == "before" else [1])
+    assert json.loads(registry.store.read_bytes(claim_key))["version"] == version
+
+
+def test_an_unfinished_claim_of_an_older_release_is_taken_over_and_its_version_found(spec: dict[str, Any]) -> None:
+    """Claims written before owners and numbers were recorded: ``{idempotency_key, sha256, version: null}``."""
+    if spec["backend"] == "mlflow":
+        pytest.skip("the MLflow backend registers under a lease lock, not a claim")
+    registry = build_registry(spec)
+    registry.takeover_after = 0.5
+    record = candidate(registry, b"model")
+    first = registry.register("m", record, idempotency_key="dag/run/register/-1")
+    (claim_key,) = registry.store.list("m/claims")
+    old = {"idempotency_key": "dag/run/register/-1", "sha256": record["sha256"], "version": None}
+    registry.store.write_bytes(claim_key, json.dumps(old).encode())  # the old release died before filling it in
+    assert registry.register("m", record, idempotency_key="dag/run/register/-1") == first
+    assert registry.list_versions("m") == [1]
+
+
+def test_mlflow_attempt_stalled_past_its_lock_settles_on_its_twins_version(mlflow_registry_uri: str,
+                                                                          s3_endpoint: str) -> None:
+    """A zombie holds the register lock, stalls past its lease; its retry takes the lock and registers;
+    the zombie then creates a version too: it must return the retry's, and commit nothing new."""
+    spec = {"backend": "mlflow", "uri": mlflow_registry_uri, "endpoint": s3_endpoint}
+    zombie, retry = build_registry(spec), build_registry(spec)
+    zombie.lock_ttl = 1.0  # type: ignore[attr-defined]
+    record = candidate(zombie, b"model")
+    stalled, retried = threading.Event(), threading.Event()
+    create = zombie._create_version  # type: ignore[attr-defined]
+
+    def stall_then_create(*args: Any, **kwargs: Any) -> Any:
+        stalled.set()
+        assert retried.wait(timeout=120), "the retry never registered"
+        return create(*args, **kwargs)
+
+    zombie._create_version = stall_then_create  # type: ignore[attr-defined]
+    with ThreadPoolExecutor(1) as pool:
+        late = pool.submit(zombie.register, "m", record, idempotency_key="dag/run/register/-1")
+        assert stalled.wait(timeout=120)
+        first = retry.register("m", record, idempotency_key="dag/run/register/-1")
+        retried.set()
+        assert late.result(timeout=120)["version"] == first["version"] == 1
+    assert retry.list_versions("m") == [1]
