@@ -129,6 +129,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--holdouts", type=int, default=1000, help="simulated holdouts per setting and candidate")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-rows", type=int, default=None, help="skip settings with larger holdouts (the slow ones)")
+    parser.add_argument("--from-setting", type=int, default=0, help="skip the first settings (to split a run)")
     args = parser.parse_args()
     stated = 1 - SPEC["baseline"]["confidence"]
     print(f"default gate: one-sided {SPEC['baseline']['confidence']:.0%} paired bootstrap lower bound of the gain over "
@@ -136,6 +138,8 @@ def main() -> None:
     print(f"{'setting':<24}{'n':>6}  {'candidate':<22}{'blessed':>9}{'rate':>8}  {'stated':>6}")
     worst = 0.0
     for s, (name, task, n, probs) in enumerate(SETTINGS):
+        if s < args.from_setting or (args.max_rows is not None and n > args.max_rows):
+            continue
         candidates = {**(REGRESSOR_CANDIDATES if task == "regression" else CLASSIFIER_CANDIDATES), "(informative)": informative}
         for c, (label, candidate) in enumerate(candidates.items()):
             rng = np.random.default_rng([args.seed, s, c])

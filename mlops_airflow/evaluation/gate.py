@@ -359,9 +359,11 @@ def _champion_check(spec: dict[str, Any], metric: str, candidate: float | None, 
             return _check("champion", metric, None, ">=", 0.0, detail=detail + " (relative change undefined at 0)")
         gain = round(gain / abs(champion), 6)
         detail += " (relative change)"
+    # A point comparison: add a statistical section for an interval against the champion.
+    test = "point estimate"
     if "min_gain" in body:
-        return _check("champion", metric, gain, ">=", body["min_gain"], detail=detail)
-    return _check("champion", metric, gain, ">=", -body["max_drop"], detail=detail)
+        return _check("champion", metric, gain, ">=", body["min_gain"], test=test, detail=detail)
+    return _check("champion", metric, gain, ">=", -body["max_drop"], test=test, detail=detail)
 
 
 def _lower_bound(interval: dict[str, Any] | None) -> float | None:
