@@ -62,6 +62,18 @@ def _dummy(task: str) -> Any:
     return DummyRegressor() if task == "regression" else DummyClassifier(strategy="prior")
 
 
+def baseline_interval(spec: dict[str, Any], task: str, y: Any, candidate: Predictions, baseline: Predictions) -> dict[str, Any]:
+    """The one-sided paired bootstrap of the candidate's gain over the Dummy that the baseline check decides on.
+
+    The one place this evidence is computed: the pipeline and bench/gate_chance.py both call it.
+    """
+    from mlops_airflow.evaluation.statistics import paired_bootstrap
+
+    body = spec["baseline"]
+    return paired_bootstrap(gate_metrics(spec, task)["baseline"], task, y, candidate, baseline, resamples=body["resamples"],
+                            seed=body["seed"], confidence=body["confidence"], alternative="greater")
+
+
 def _slice_evidence(spec: dict[str, Any], metrics: dict[str, str], task: str, holdout: pd.DataFrame,
                     y: pd.Series, predictions: Predictions) -> list[dict[str, Any]]:
     from mlops_airflow.evaluation.statistics import slice_metrics
@@ -127,6 +139,8 @@ def gather_evidence(
         "metrics": {"candidate": metrics_from_predictions(task, y, ours),
                     "baseline": metrics_from_predictions(task, y, baseline)},
     }
+    if "baseline" in spec:
+        evidence["baseline_interval"] = baseline_interval(spec, task, y, ours, baseline)
     if champion_model is not None:
         log.info("Scoring the champion on the same %d holdout rows", len(holdout))
         theirs = Predictions.of(champion_model, X, task)

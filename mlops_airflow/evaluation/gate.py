@@ -8,9 +8,10 @@ Spec (YAML file or dict); every section is optional, but at least one check must
     thresholds:                      # absolute limits on the candidate
       roc_auc: {min: 0.70}
       log_loss: {max: 0.60}
-    baseline:                        # beat a Dummy model on the same holdout
+    baseline:                        # beat a Dummy model on the same holdout, with evidence:
       metric: roc_auc                # default: primary_metric
-      min_improvement: 0.02
+      min_improvement: 0.02          # the one-sided lower bound of the paired bootstrap gain must exceed this
+      confidence: 0.95               # one-sided (the default gate uses 0.99); resamples, seed as in statistical
     champion:                        # point comparison with the champion on the same holdout
       metric: roc_auc
       max_drop: 0.01                 # or min_gain: 0.005 (a required improvement)
@@ -62,12 +63,14 @@ from mlops_airflow.exceptions import GateSpecError, VerdictMismatch
 VERDICT_FORMAT_VERSION = 1
 Outcome = Literal["blessed", "rejected", "no_champion", "incomparable_champion", "insufficient_data"]
 
-#: Applies when a DAG gives no gate: beat a Dummy baseline by a margin and do not drop
-#: more than a margin below the champion, both on the primary metric of the task.
+#: Applies when a DAG gives no gate: beat a Dummy baseline by a margin *with evidence* (the
+#: one-sided 99% lower bound of the paired bootstrap gain exceeds the margin, so a model no
+#: better than chance is blessed in about 1% of holdouts or fewer; bench/gate_chance.py measures it)
+#: and do not drop more than a margin below the champion, both on the primary metric of the task.
 DEFAULT_GATE: dict[str, Any] = {
     "format_version": 1,
     "min_holdout_rows": 30,
-    "baseline": {"min_improvement": 0.02},
+    "baseline": {"min_improvement": 0.02, "confidence": 0.99},
     "champion": {"max_drop": 0.01},
 }
 
@@ -139,6 +142,26 @@ def _normalise_champion(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _bootstrap_settings(body: dict[str, Any], where: str) -> dict[str, Any]:
+    """resamples, seed and confidence of a section compared by paired bootstrap."""
+    return {
+        "resamples": _integer(body.get("resamples", 1000), f"{where}.resamples", minimum=100),
+        "seed": _integer(body.get("seed", 0), f"{where}.seed", minimum=0),
+        "confidence": _number(body.get("confidence", 0.95), f"{where}.confidence", minimum=0.5, maximum=0.999),
+    }
+
+
+def _normalise_baseline(body: dict[str, Any]) -> dict[str, Any]:
+    _only_keys(body, {"metric", "min_improvement", "resamples", "seed", "confidence"}, "baseline")
+    if "min_improvement" not in body:
+        raise GateSpecError("gate.baseline: min_improvement is required")
+    out: dict[str, Any] = {"min_improvement": _number(body["min_improvement"], "baseline.min_improvement", minimum=0),
+                           **_bootstrap_settings(body, "baseline")}
+    if body.get("metric") is not None:
+        out["metric"] = _metric(body["metric"], "baseline.metric")
+    return out
+
+
 def _normalise_statistical(body: dict[str, Any]) -> dict[str, Any]:
     _only_keys(body, {"metric", "mode", "margin", "resamples", "seed", "confidence"}, "statistical")
     mode = body.get("mode", "non_inferiority")
@@ -147,9 +170,7 @@ def _normalise_statistical(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "mode": mode,
         "margin": _number(body.get("margin", 0.0 if mode == "superiority" else 0.01), "statistical.margin", minimum=0),
-        "resamples": _integer(body.get("resamples", 1000), "statistical.resamples", minimum=100),
-        "seed": _integer(body.get("seed", 0), "statistical.seed", minimum=0),
-        "confidence": _number(body.get("confidence", 0.95), "statistical.confidence", minimum=0.5, maximum=0.999),
+        **_bootstrap_settings(body, "statistical"),
     }
     if body.get("metric") is not None:
         out["metric"] = _metric(body["metric"], "statistical.metric")
@@ -219,13 +240,7 @@ def normalise_gate(raw: Any) -> dict[str, Any]:
     if thresholds:
         out["thresholds"] = thresholds
     if spec.get("baseline") is not None:
-        body = _mapping(spec["baseline"], "baseline")
-        _only_keys(body, {"metric", "min_improvement"}, "baseline")
-        if "min_improvement" not in body:
-            raise GateSpecError("gate.baseline: min_improvement is required")
-        out["baseline"] = {"min_improvement": _number(body["min_improvement"], "baseline.min_improvement", minimum=0)}
-        if body.get("metric") is not None:
-            out["baseline"]["metric"] = _metric(body["metric"], "baseline.metric")
+        out["baseline"] = _normalise_baseline(_mapping(spec["baseline"], "baseline"))
     if spec.get("champion") is not None:
         out["champion"] = _normalise_champion(_mapping(spec["champion"], "champion"))
     if spec.get("statistical") is not None:
@@ -344,21 +359,69 @@ def _champion_check(spec: dict[str, Any], metric: str, candidate: float | None, 
             return _check("champion", metric, None, ">=", 0.0, detail=detail + " (relative change undefined at 0)")
         gain = round(gain / abs(champion), 6)
         detail += " (relative change)"
+    # A point comparison: add a statistical section for an interval against the champion.
+    test = "point estimate"
     if "min_gain" in body:
-        return _check("champion", metric, gain, ">=", body["min_gain"], detail=detail)
-    return _check("champion", metric, gain, ">=", -body["max_drop"], detail=detail)
+        return _check("champion", metric, gain, ">=", body["min_gain"], test=test, detail=detail)
+    return _check("champion", metric, gain, ">=", -body["max_drop"], test=test, detail=detail)
+
+
+def _lower_bound(interval: dict[str, Any] | None) -> float | None:
+    """The interval's lower bound, or None (which fails its check) when it cannot be trusted."""
+    if not interval:
+        return None
+    if (interval.get("undefined_resamples") or 0) > 0.1 * interval.get("resamples", 1):
+        # The metric was undefined on many resamples (e.g. one class only): the interval is not trustworthy.
+        return None
+    low = interval.get("low")
+    return None if low is None else float(low)
+
+
+def bootstrap_test(body: dict[str, Any], alternative: str) -> str:
+    """The test a bootstrap check applies, in words, for the verdict and the report."""
+    sides = "one-sided lower bound" if alternative == "greater" else "two-sided interval"
+    return f"paired percentile bootstrap, {sides} at {body['confidence']:.0%}, {body['resamples']} resamples"
+
+
+def _baseline_check(spec: dict[str, Any], interval: dict[str, Any] | None, metric: str) -> dict[str, Any]:
+    """Better than the Dummy by more than the margin *with evidence*: a lucky point estimate is not enough.
+
+    A strict ``>``: a candidate exactly as good as the Dummy (a Dummy itself) never passes a zero margin.
+    """
+    body = spec["baseline"]
+    gain = None if interval is None else interval.get("gain")
+    return _check("baseline", metric, _lower_bound(interval), ">", body["min_improvement"], interval=interval,
+                  against="baseline", test=bootstrap_test(body, "greater"),
+                  detail=f"gain over dummy {gain}; the one-sided {body['confidence']:.0%} lower bound of the gain "
+                         f"must exceed {body['min_improvement']}")
 
 
 def _statistical_check(spec: dict[str, Any], interval: dict[str, Any] | None, metric: str) -> dict[str, Any]:
     body = spec["statistical"]
     threshold = body["margin"] if body["mode"] == "superiority" else -body["margin"]
-    low = None if interval is None else interval.get("low")
-    if interval and interval.get("undefined_resamples", 0) > 0.1 * interval.get("resamples", 1):
-        # The metric was undefined on many resamples (e.g. one class only): the interval is not trustworthy.
-        low = None
-    return _check("statistical", metric, low, ">", threshold, mode=body["mode"], interval=interval, against="champion",
+    return _check("statistical", metric, _lower_bound(interval), ">", threshold, mode=body["mode"], interval=interval,
+                  against="champion", test=bootstrap_test(body, "two-sided"),
                   detail=f"{body['mode'].replace('_', '-')}: the lower bound of the {body['confidence']:.0%} CI of the "
                          f"gain over the champion must exceed {threshold}")
+
+
+def _mcnemar_check(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """Not significantly less accurate than the champion; no disagreement at all is no evidence, and fails.
+
+    A candidate that labels every row as the champion does is no improvement, whatever its
+    scores: it must not be blessed on this check.
+    """
+    b, c, p_value = result.get("b"), result.get("c"), result.get("p_value")
+    test = f"McNemar ({result.get('method', 'not run')})"
+    if result.get("outcome") == "no_evidence" or (b == 0 and c == 0):
+        return _check("mcnemar", "accuracy", None, ">=", spec["mcnemar"]["alpha"], against="champion", test=test,
+                      outcome="no_evidence", detail="no evidence: the candidate and the champion disagree on no row, "
+                                                    "so the candidate is no improvement")
+    worse = (c or 0) > (b or 0)
+    # Only a significant difference *against* the candidate fails: equal-or-better passes.
+    value = None if p_value is None else (p_value if worse else 1.0)
+    return _check("mcnemar", "accuracy", value, ">=", spec["mcnemar"]["alpha"], p_value=p_value, against="champion",
+                  test=test, outcome="tested", detail=f"candidate right where champion wrong: {b}, the reverse: {c}")
 
 
 def _slice_checks(entry: dict[str, Any], result: dict[str, Any] | None, metric: str) -> list[dict[str, Any]]:
@@ -388,7 +451,9 @@ def decide(
 
     ``evidence`` holds what evaluation measured: ``holdout_rows``; ``metrics`` with
     ``candidate``, ``baseline`` and (if comparable) ``champion`` dicts; and, when the spec
-    asks, ``interval`` (paired bootstrap vs the champion), ``mcnemar``, ``slices`` (one
+    asks, ``baseline_interval`` (one-sided paired bootstrap vs the Dummy, from
+    :func:`mlops_airflow.evaluation.evaluate.baseline_interval`), ``interval`` (paired
+    bootstrap vs the champion), ``mcnemar``, ``slices`` (one
     result per slice spec), ``operational`` and ``custom`` values. ``champion`` is None
     (no champion) or ``{"version", "sha256", "comparable", "reason"}``.
     """
@@ -409,7 +474,8 @@ def decide(
         "metrics": {"candidate": candidate, "baseline": baseline, "champion": scores.get("champion") if comparable else None},
         "champion": None if champion is None else {k: champion.get(k) for k in ("version", "sha256", "comparable", "reason")},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        **{k: evidence[k] for k in ("interval", "mcnemar", "slices", "operational", "custom") if evidence.get(k) is not None},
+        **{k: evidence[k] for k in ("interval", "baseline_interval", "mcnemar", "slices", "operational", "custom")
+           if evidence.get(k) is not None},
     }
     if evidence["holdout_rows"] < spec["min_holdout_rows"]:
         return {**base, "outcome": "insufficient_data", "blessed": False, "requires_approval": False, "checks": [],
@@ -420,10 +486,7 @@ def decide(
     for metric, limits in spec.get("thresholds", {}).items():
         checks += _limit_checks("threshold", metric, candidate.get(metric), limits)
     if "baseline" in spec:
-        metric = metrics["baseline"]
-        checks.append(_check("baseline", metric, oriented_gain(metric, candidate.get(metric), baseline.get(metric)), ">=",
-                             spec["baseline"]["min_improvement"],
-                             detail=f"candidate {candidate.get(metric)} vs dummy {baseline.get(metric)}"))
+        checks.append(_baseline_check(spec, evidence.get("baseline_interval"), metrics["baseline"]))
     if comparable:
         assert champion is not None
         if "champion" in spec:
@@ -432,13 +495,7 @@ def decide(
         if "statistical" in spec:
             checks.append(_statistical_check(spec, evidence.get("interval"), metrics["statistical"]))
         if "mcnemar" in spec:
-            result = evidence.get("mcnemar") or {}
-            worse = result.get("c", 0) > result.get("b", 0)
-            p_value = result.get("p_value")
-            # Only a significant difference *against* the candidate fails: equal-or-better passes.
-            value = None if p_value is None else (p_value if worse else 1.0)
-            checks.append(_check("mcnemar", "accuracy", value, ">=", spec["mcnemar"]["alpha"], p_value=p_value, against="champion",
-                                 detail=f"candidate right where champion wrong: {result.get('b')}, the reverse: {result.get('c')}"))
+            checks.append(_mcnemar_check(spec, evidence.get("mcnemar") or {}))
     for i, entry in enumerate(spec.get("slices", [])):
         results = evidence.get("slices") or []
         checks += _slice_checks(entry, results[i] if i < len(results) else None, metrics[f"slices[{i}]"])
@@ -473,7 +530,7 @@ def decide(
 def describe_check(check: dict[str, Any]) -> str:
     label = {
         "threshold": check["metric"],
-        "baseline": f"{check['metric']} gain over dummy",
+        "baseline": f"{check['metric']} gain over dummy, one-sided lower bound",
         "champion": f"{check['metric']} gain over champion",
         "statistical": f"{check['metric']} gain over champion, CI lower bound",
         "mcnemar": "McNemar p-value (candidate worse)",
@@ -486,6 +543,8 @@ def describe_check(check: dict[str, Any]) -> str:
     interval = check.get("interval")
     if interval:
         text += f" [gain {interval.get('gain')}, {interval.get('confidence', 0.95):.0%} CI {interval.get('low')}..{interval.get('high')}]"
+    if check.get("outcome") == "no_evidence":
+        text += " [no evidence]"
     return text
 
 

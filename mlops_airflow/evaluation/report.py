@@ -52,6 +52,7 @@ _OUTCOMES: dict[str, tuple[str, Tone]] = {
     "insufficient_data": ("INSUFFICIENT DATA", "warn"),
 }
 _GAIN_KINDS = ("baseline", "champion", "statistical")
+_COMPARISONS = ("baseline", "champion", "statistical", "mcnemar")
 _SYMBOLS = {">=": "≥", "<=": "≤", ">": ">", "<": "<", "==": "="}
 _MAX_SLICE_BARS = 40
 _MAX_SLICE_ROWS = 200
@@ -60,7 +61,7 @@ _STATISTIC = re.compile(r"p\d+|mean|median|min|max|std")
 _KNOWN_KEYS = {
     "format_version", "verdict_id", "verdict_uri", "report_uri", "model_name", "outcome", "blessed", "reason",
     "requires_approval", "gate_source", "gate", "gate_hash", "on_fail", "task_type", "primary_metric", "checks",
-    "metrics", "champion", "interval", "mcnemar", "slices", "operational", "custom", "approval", "override",
+    "metrics", "champion", "interval", "baseline_interval", "mcnemar", "slices", "operational", "custom", "approval", "override",
     "decision", "candidate_sha256", "data_fingerprint", "holdout_rows", "created_at", "plots",
 }  # fmt: skip
 _PEOPLE = (("decision", "Decision"), ("approval", "Approval"), ("override", "Override"))
@@ -222,7 +223,8 @@ def _rule(check: Mapping[str, Any]) -> str:
     threshold = signed(check.get("threshold")) if kind in _GAIN_KINDS else fmt(check.get("threshold"))
     subject = {
         "threshold": str(metric),
-        "baseline": "gain over dummy",
+        # A baseline check with an interval is decided on its lower bound; older verdicts on the point gain.
+        "baseline": "lower bound of the gain over dummy" if _interval(check) else "gain over dummy",
         "champion": "gain over champion",
         "statistical": "CI lower bound of the gain",
         "mcnemar": "p-value",
@@ -250,8 +252,9 @@ def _checks_section(verdict: dict[str, Any]) -> str:
         return f'<h2>Checks</h2><p class="note">No check ran: {escape(why)}.</p>'
     with_interval = any(_interval(c) for c in checks)
     with_p = any(_num(c.get("p_value")) is not None for c in checks)
+    with_test = any(c.get("kind") in _COMPARISONS for c in checks)
     headers = ["Status", "Kind", "Metric", "Value", "Rule"]
-    headers += ["Confidence interval"] * with_interval + ["p-value"] * with_p + ["Detail"]
+    headers += ["Confidence interval"] * with_interval + ["p-value"] * with_p + ["Test"] * with_test + ["Detail"]
     rows, classes = [], []
     failed = [c for c in checks if c.get("passed") is not True]
     # Failures first: they are what a reader came for.
@@ -273,17 +276,31 @@ def _checks_section(verdict: dict[str, Any]) -> str:
         if with_p:
             p = _num(check.get("p_value"))
             row.append("" if p is None else ("< 0.001" if p < 0.001 else fmt(p, 3)))
+        if with_test:
+            row.append(_test_text(check))
         row.append(check.get("detail"))
         rows.append(row)
         classes.append("pass" if passed else "fail")
     summary = f"{len(checks)} check{'s' * (len(checks) != 1)}: {len(checks) - len(failed)} passed, {len(failed)} failed" + (
         " (failed first)." if failed else "."
     )
-    cells = ["status", None, None, "num", None] + [None] * with_interval + ["num"] * with_p
+    cells = ["status", None, None, "num", None] + [None] * with_interval + ["num"] * with_p + [None] * with_test
     return (
         f'<h2>Checks</h2>\n<p class="note">{escape(summary)}</p>\n'
         + table(headers, rows, row_classes=classes, cell_classes=cells)
     )
+
+
+def _test_text(check: Mapping[str, Any]) -> str:
+    """How a comparison was decided: its recorded test, else (older verdicts) what its kind implies."""
+    if check.get("kind") not in _COMPARISONS:
+        return ""
+    if check.get("test"):
+        text = str(check["test"])
+    else:
+        text = {"champion": "point estimate", "baseline": "point estimate", "statistical": "paired bootstrap interval",
+                "mcnemar": "McNemar"}[str(check["kind"])]
+    return text + (": no evidence" if check.get("outcome") == "no_evidence" else "")
 
 
 def _interval_text(check: Mapping[str, Any]) -> Html:
@@ -296,7 +313,7 @@ def _interval_text(check: Mapping[str, Any]) -> Html:
         how.append(f"gain {signed(interval['gain'])}")
     confidence = _num(interval.get("confidence"))
     if confidence is not None:
-        how.append(f"{confidence:.0%}")
+        how.append(f"{confidence:.0%}" + (" one-sided" if interval.get("alternative") == "greater" else ""))
     if isinstance(interval.get("resamples"), int):
         how.append(f"{interval['resamples']} resamples")
     small = f"<br><small>{escape(', '.join(how))}</small>" if how else ""
@@ -437,8 +454,8 @@ def _gains_section(verdict: dict[str, Any]) -> str:
     for check in checks:
         interval = _dict(check.get("interval"))
         bounds, threshold = _interval(check), _num(check.get("threshold"))
-        # A statistical check's value is the interval's lower bound; the point is the gain.
-        value = _num(interval.get("gain")) if check.get("kind") == "statistical" else _num(check.get("value"))
+        # A check decided on an interval has its lower bound as value; the point is the gain.
+        value = _num(interval.get("gain")) if interval else _num(check.get("value"))
         if value is None and bounds is None:
             continue
         judged = not check.get("unjudged")
@@ -449,6 +466,8 @@ def _gains_section(verdict: dict[str, Any]) -> str:
         sublabel = "point comparison"
         if check.get("kind") == "statistical":
             sublabel = str(check.get("mode") or "bootstrap interval").replace("_", "-")
+        elif interval:
+            sublabel = "one-sided bootstrap bound" if interval.get("alternative") == "greater" else "bootstrap interval"
         references = [Reference(0.0, "no change")]
         if threshold is not None:
             references.append(Reference(threshold, f"limit {signed(threshold)}", dashed=True, colour=FAIL))

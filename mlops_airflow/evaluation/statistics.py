@@ -46,6 +46,10 @@ __all__ = [
 ]
 
 Mode = Literal["superiority", "non_inferiority"]
+#: ``two-sided``: ``low`` and ``high`` bound a central interval at ``confidence``;
+#: ``greater``: ``low`` alone is a one-sided lower bound at ``confidence`` (and ``high`` the
+#: matching upper bound), the bound a "better by more than a margin" test needs.
+Alternative = Literal["two-sided", "greater"]
 
 #: Elements of one resample index matrix chunk. Each chunk allocates a few arrays of this
 #: size (int32 indices, gathered codes or values, per-resample group counts), so 2**21
@@ -435,6 +439,7 @@ def paired_bootstrap(
     resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
+    alternative: Alternative = "two-sided",
 ) -> dict[str, Any]:
     """Percentile bootstrap interval of how much better ``candidate`` is than ``reference``.
 
@@ -446,12 +451,18 @@ def paired_bootstrap(
     (e.g. ROC AUC on a resample with one class) are left out and counted in
     ``undefined_resamples``; when the metric is undefined on the holdout itself, or on
     every resample, ``gain``, ``low`` and ``high`` are None, which :func:`compare` fails.
+    With ``alternative="greater"`` each end is a one-sided bound at ``confidence``: testing
+    ``low > margin`` then wrongly passes a candidate whose true gain is at most ``margin``
+    in about ``1 - confidence`` of holdouts (the percentile bootstrap is approximate on
+    small samples; bench/gate_chance.py measures it).
     """
     _check_metric(metric, task)
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
         raise GateSpecError(f"resamples must be a positive integer, got {resamples!r}")
     if not 0 < confidence < 1:
         raise GateSpecError(f"confidence must be between 0 and 1, got {confidence!r}")
+    if alternative not in ("two-sided", "greater"):
+        raise GateSpecError(f"alternative {alternative!r} is not one of two-sided, greater")
     y = _labels(y_true)
     n = len(y)
     result: dict[str, Any] = {
@@ -466,6 +477,7 @@ def paired_bootstrap(
         "resamples": resamples,
         "undefined_resamples": None,
         "seed": seed,
+        "alternative": alternative,
         "method": "paired percentile bootstrap",
     }
     candidate_batch = _prepare(metric, task, y, candidate)
@@ -493,7 +505,7 @@ def paired_bootstrap(
     defined = gains[np.isfinite(gains)]
     result["undefined_resamples"] = int(resamples - defined.size)
     if defined.size:
-        tail = (1.0 - confidence) / 2 * 100
+        tail = (1.0 - confidence) * 100 / (2 if alternative == "two-sided" else 1)
         low, high = np.percentile(defined, [tail, 100 - tail])
         result.update(low=_round(float(low)), high=_round(float(high)))
     return result
@@ -506,6 +518,8 @@ def mcnemar(y_true: Any, candidate_pred: Any, reference_pred: Any) -> dict[str, 
     the reference alone is. Below 25 discordant rows the exact binomial test is used (the
     chi-square approximation is poor there); above, chi-square with continuity correction.
     The p-value says whether the accuracies differ, not which is better: compare b and c.
+    With no discordant row there is nothing to test: ``outcome`` is ``no_evidence`` and the
+    p-value None (the classifiers agree everywhere, so neither is better); else ``tested``.
     """
     from scipy import stats
 
@@ -515,15 +529,17 @@ def mcnemar(y_true: Any, candidate_pred: Any, reference_pred: Any) -> dict[str, 
     b = int(np.count_nonzero(cand_right & ~ref_right))
     c = int(np.count_nonzero(ref_right & ~cand_right))
     discordant = b + c
+    if discordant == 0:
+        return {"b": 0, "c": 0, "statistic": None, "p_value": None, "method": "no disagreements", "outcome": "no_evidence"}
     if discordant < 25:
         statistic = float(min(b, c))
-        p_value = 1.0 if discordant == 0 else min(1.0, 2.0 * float(stats.binom.cdf(min(b, c), discordant, 0.5)))
+        p_value = min(1.0, 2.0 * float(stats.binom.cdf(min(b, c), discordant, 0.5)))
         method = "exact binomial"
     else:
         statistic = (abs(b - c) - 1) ** 2 / discordant
         p_value = float(stats.chi2.sf(statistic, 1))
         method = "chi-square with continuity correction"
-    return {"b": b, "c": c, "statistic": round(statistic, 6), "p_value": p_value, "method": method}
+    return {"b": b, "c": c, "statistic": round(statistic, 6), "p_value": p_value, "method": method, "outcome": "tested"}
 
 
 def compare(interval: dict[str, Any], *, mode: Mode, margin: float = 0.0) -> dict[str, Any]:

@@ -12,8 +12,10 @@ from mlops_airflow.evaluation.gate import (
     check_binding,
     decide,
     gate_hash,
+    gate_metrics,
     load_gate_spec,
     normalise_gate,
+    oriented_gain,
 )
 from mlops_airflow.exceptions import GateSpecError, VerdictMismatch
 
@@ -32,6 +34,14 @@ def run(spec: dict[str, Any] | None, champ: dict[str, Any] | None = None, *, can
         rows: int = 1000, **evidence: Any) -> dict[str, Any]:
     normalised, source = load_gate_spec(spec)
     metrics: dict[str, Any] = {"candidate": cand or CANDIDATE, "baseline": DUMMY}
+    if "baseline" in normalised and "baseline_interval" not in evidence:
+        # A narrow interval around the point gain over the dummy: these rules need no resampling.
+        metric = gate_metrics(normalised, "binary")["baseline"]
+        gain = oriented_gain(metric, metrics["candidate"][metric], DUMMY[metric])
+        assert gain is not None
+        evidence["baseline_interval"] = {"metric": metric, "gain": gain, "low": gain - 0.01, "high": gain + 0.01,
+                                         "confidence": 0.95, "resamples": 1000, "undefined_resamples": 0,
+                                         "alternative": "greater"}
     if champ is not None:
         metrics["champion"] = {**CANDIDATE, "roc_auc": champ.pop("auc")}
     verdict = decide(spec=normalised, source=source, task="binary",
@@ -216,8 +226,8 @@ def test_gate_from_yaml_file_and_inline(tmp_path, monkeypatch) -> None:  # type:
     path.write_text("thresholds:\n  roc_auc: {min: 0.7}\n")
     assert load_gate_spec(str(path))[0]["thresholds"] == {"roc_auc": {"min": 0.7}}
     assert load_gate_spec("gate.yaml", base_dir=str(tmp_path))[1] == "user"
-    assert load_gate_spec('{"baseline": {"min_improvement": 0}}')[0]["baseline"] == {"min_improvement": 0.0}
-    assert load_gate_spec("baseline:\n  min_improvement: 0.1\n")[0]["baseline"] == {"min_improvement": 0.1}
+    assert load_gate_spec('{"baseline": {"min_improvement": 0}}')[0]["baseline"]["min_improvement"] == 0.0
+    assert load_gate_spec("baseline:\n  min_improvement: 0.1\n")[0]["baseline"]["min_improvement"] == 0.1
     assert load_gate_spec(None)[0] == normalise_gate(DEFAULT_GATE)
 
 
@@ -247,4 +257,5 @@ def test_gate_format_version_and_one_line_inline_yaml() -> None:
         load_gate_spec({"format_version": 2, "baseline": {"min_improvement": 0}})
     with pytest.raises(GateSpecError, match="format_version: expected a whole number"):
         load_gate_spec({"format_version": "x", "baseline": {"min_improvement": 0}})
-    assert load_gate_spec("baseline: {min_improvement: 0.02}")[0]["baseline"] == {"min_improvement": 0.02}
+    assert load_gate_spec("baseline: {min_improvement: 0.02}")[0]["baseline"] == {
+        "min_improvement": 0.02, "confidence": 0.95, "resamples": 1000, "seed": 0}

@@ -70,6 +70,11 @@ def gate_verdict(outcome: str, task: str) -> dict[str, Any]:
         evidence["interval"] = {"metric": "roc_auc", "candidate": 0.84, "reference": 0.83, "difference": 0.01, "gain": 0.01,
                                 "low": -0.004 if outcome != "rejected" else -0.03, "high": 0.024, "confidence": 0.95,
                                 "resamples": 1000, "undefined_resamples": 0, "seed": 0}  # fmt: skip
+    metric = "r2" if task == "regression" else "roc_auc"
+    gain = metrics["candidate"][metric] - metrics["baseline"][metric]
+    evidence["baseline_interval"] = {"metric": metric, "gain": gain, "low": gain - 0.03, "high": gain + 0.03,
+                                     "confidence": 0.95, "alternative": "greater", "resamples": 1000,
+                                     "undefined_resamples": 0, "seed": 0}  # fmt: skip
     champion: dict[str, Any] | None = {"version": 3, "sha256": "b" * 64, "comparable": True, "reason": "same schema"}
     if outcome == "no_champion":
         champion = None
