@@ -145,7 +145,7 @@ def test_parse_errors_give_line_and_column_only(project: Path) -> None:
 def test_inline_specs_still_work(project: Path) -> None:
     assert load_validation_spec({"columns": {"hour": None}}) is not None
     assert load_validation_spec('{"columns": {"hour": {"type": "integer"}}}') is not None
-    assert load_gate_spec("baseline: {min_improvement: 0.02}")[0]["baseline"] == {"min_improvement": 0.02}
+    assert load_gate_spec("baseline: {min_improvement: 0.02}")[0]["baseline"]["min_improvement"] == 0.02
 
 
 def test_dags_folder_follows_airflow_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
