@@ -248,6 +248,13 @@ def create_app(
         content = {"error": str(exc)} if v2_route else {"detail": str(exc)}
         return JSONResponse(status_code=404, content=content)
 
+    def described(slot: ModelSlot) -> Any:
+        """A slot's ``/metadata`` answer: 503 with its status until a model is loaded."""
+        current = slot.current
+        if current is None:
+            return JSONResponse(status_code=503, content={"detail": slot.status()})
+        return metadata_of(slot, current)
+
     @app.get("/health")
     def health() -> dict[str, str]:
         """Liveness: the process answers."""
@@ -285,10 +292,7 @@ def create_app(
         if slot is None:
             return JSONResponse(status_code=404, content={"detail": "this server serves many models: "
                                                                    "GET /models/{name}/metadata"})
-        current = slot.current
-        if current is None:
-            return JSONResponse(status_code=503, content={"detail": slot.status()})
-        return metadata_of(slot, current)
+        return described(slot)
 
     @app.get("/models")
     def listing() -> dict[str, Any]:
@@ -302,10 +306,7 @@ def create_app(
             slot = await acquire(name, fresh=True)
         except ModelNotFound as exc:
             return not_found(exc, v2_route=False)
-        current = slot.current
-        if current is None:
-            return JSONResponse(status_code=503, content={"detail": slot.status()})
-        return metadata_of(slot, current)
+        return described(slot)
 
     @app.get("/models/{name}/ready")
     async def model_ready(name: str) -> JSONResponse:
