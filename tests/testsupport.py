@@ -225,3 +225,26 @@ def wait_logged(registry: Any, model: str, expected: int) -> None:
     from mlops_airflow.serving.logs import read_prediction_logs
 
     eventually(lambda: len(read_prediction_logs(registry.store, model)) >= expected, what=f"{expected} logged rows")
+
+
+def run_queued(batcher: Any, loaded: Any, bodies: list[dict[str, Any]],
+               probabilities: list[bool] | None = None) -> list[Any]:
+    """Queue every request before the batcher's thread starts, so that they meet in one batch."""
+    import asyncio
+
+    from mlops_airflow.serving.requests import parse_rows
+
+    async def main() -> list[Any]:
+        tasks = []
+        for body, wants in zip(bodies, probabilities or [True] * len(bodies), strict=True):
+            parsed = parse_rows(body, loaded.request_checker, frame=False)
+            assert parsed.ok, parsed.errors
+            tasks.append(asyncio.ensure_future(batcher.predict(loaded, parsed, probabilities=wants)))
+        await asyncio.sleep(0.05)  # every task has queued its job
+        batcher.start()
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            batcher.stop()
+
+    return asyncio.run(main())

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from testsupport import ServerProcess, free_port
+from testsupport import BIN, ServerProcess, free_port
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -82,3 +82,22 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
 def trained() -> tuple[Any, dict[str, Any], Any]:
     """A fitted pipeline, its feature schema and its training frame."""
     return fitted_model_and_schema()
+
+
+@pytest.fixture
+def cli_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """``mlops-airflow --registry R serve ARGS...`` as a real process with a fast alias poll, healthy when returned."""
+    started: list[ServerProcess] = []
+
+    def start(registry_uri: str, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+        port = free_port()
+        argv = [str(BIN / "mlops-airflow"), "--registry", registry_uri, "serve", *args, "--port", str(port),
+                "--poll-interval", "0.1"]
+        server = ServerProcess(argv, port, tmp_path / f"serve-{len(started)}.log", env={**os.environ, **(env or {})})
+        started.append(server)
+        server.wait_healthy()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

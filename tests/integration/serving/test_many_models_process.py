@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -10,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import numpy as np
 import pytest
-from testsupport import BIN, ServerProcess, candidate_fields, eventually, free_port
+from testsupport import ServerProcess, candidate_fields, eventually
 
 from mlops_airflow.persistence import dump_model
 from mlops_airflow.registry.registry import ModelRegistry
 from mlops_airflow.storage import open_store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
 pytestmark = pytest.mark.integration
@@ -36,21 +35,8 @@ def promote(registry: ModelRegistry, name: str, version: int) -> None:
 
 
 @pytest.fixture
-def serve_all(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    started: list[ServerProcess] = []
-
-    def start(registry_uri: str, *args: str) -> ServerProcess:
-        port = free_port()
-        argv = [str(BIN / "mlops-airflow"), "--registry", registry_uri, "serve", *args, "--port", str(port),
-                "--poll-interval", "0.1"]
-        server = ServerProcess(argv, port, tmp_path / f"serve-{len(started)}.log", env=dict(os.environ))
-        started.append(server)
-        server.wait_healthy()
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+def serve_all(cli_server: Callable[..., ServerProcess]) -> Callable[..., ServerProcess]:
+    return cli_server
 
 
 def test_a_triton_client_talks_to_every_model_over_the_v2_protocol(tmp_path: Path, serve_all: Any,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -10,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from testsupport import BIN, ServerProcess, candidate_fields, eventually, free_port
+from testsupport import ServerProcess, candidate_fields, eventually
 
 from mlops_airflow.persistence import dump_model
 from mlops_airflow.registry.registry import ModelRegistry
 from mlops_airflow.storage import open_store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
 pytestmark = pytest.mark.integration
@@ -32,21 +31,9 @@ def register(registry: ModelRegistry, model: Any, schema: dict[str, Any], run: s
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    started: list[ServerProcess] = []
-
-    def start(registry_uri: str, *flags: str, env: dict[str, str] | None = None) -> ServerProcess:
-        port = free_port()
-        argv = [str(BIN / "mlops-airflow"), "--registry", registry_uri, "serve", "taxi", "--port", str(port),
-                "--poll-interval", "0.1", *flags]
-        server = ServerProcess(argv, port, tmp_path / f"serve-{len(started)}.log", env={**os.environ, **(env or {})})
-        started.append(server)
-        server.wait_healthy()
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+def serve(cli_server: Callable[..., ServerProcess]) -> Callable[..., ServerProcess]:
+    """The server of ``taxi``, flags after the name."""
+    return lambda registry_uri, *flags, env=None: cli_server(registry_uri, "taxi", *flags, env=env)
 
 
 def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

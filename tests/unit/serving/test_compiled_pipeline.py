@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from testsupport import candidate_fields
+from testsupport import candidate_fields, run_queued
 
 from mlops_airflow.data.schema import feature_schema
 from mlops_airflow.serving import compiled
 from mlops_airflow.serving.compiled import FastPipeline, compile_pipeline
 from mlops_airflow.serving.loading import LoadedModel
 from mlops_airflow.serving.predict import (
+    MicroBatcher,
     json_values,
     predict_columns,
     predict_rows,
@@ -495,29 +496,6 @@ def test_the_models_own_errors_are_the_answer() -> None:
         predict_columns(scaled_first, typed_columns(scaled_first, values))
 
 
-def run_queued(loaded: LoadedModel, bodies: list[dict[str, Any]]) -> list[Any]:
-    """Queue every request before the batcher's thread starts, so that they meet in one batch."""
-    import asyncio
-
-    from mlops_airflow.serving.predict import MicroBatcher
-    from mlops_airflow.serving.requests import parse_rows
-
-    batcher = MicroBatcher()
-
-    async def main() -> list[Any]:
-        parsed = [parse_rows(body, loaded.request_checker, frame=False) for body in bodies]
-        assert all(item.ok for item in parsed)
-        tasks = [asyncio.ensure_future(batcher.predict(loaded, item)) for item in parsed]
-        await asyncio.sleep(0.05)
-        batcher.start()
-        try:
-            return list(await asyncio.gather(*tasks))
-        finally:
-            batcher.stop()
-
-    return asyncio.run(main())
-
-
 def test_queued_requests_are_predicted_together_by_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     loaded = trained("sklearn.linear_model.LogisticRegression", "tier")
     loaded.warm()
@@ -532,7 +510,7 @@ def test_queued_requests_are_predicted_together_by_the_fast_path(monkeypatch: py
     rng = np.random.default_rng(8)
     requests = [random_values(rng, rows) for rows in (1, 3, 1, 2)]
     bodies = [{"inputs": values} for values in requests]
-    answers = run_queued(loaded, bodies)
+    answers = run_queued(MicroBatcher(), loaded, bodies)
     assert calls == [7]
     merged = {name: sum((values[name] for values in requests), []) for name in requests[0]}
     frame = loaded.request_checker.build_frame(merged)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from testsupport import run_queued
 
 from mlops_airflow.serving.loading import LoadedModel
 from mlops_airflow.serving.predict import _predict_is_argmax_of_proba, predict_rows
@@ -55,29 +56,6 @@ def test_only_forests_and_histogram_boosting_take_labels_from_probabilities() ->
             return super().predict(X)
 
     assert not _predict_is_argmax_of_proba(Custom(n_estimators=2).fit(X, y))
-
-
-def run_queued(batcher: Any, loaded: Any, bodies: list[dict[str, Any]],
-               probabilities: list[bool] | None = None) -> list[Any]:
-    """Queue every request before the batcher's thread starts, so that they meet in one batch."""
-    import asyncio
-
-    from mlops_airflow.serving.requests import parse_rows
-
-    async def main() -> list[Any]:
-        tasks = []
-        for body, wants in zip(bodies, probabilities or [True] * len(bodies), strict=True):
-            parsed = parse_rows(body, loaded.request_checker, frame=False)
-            assert parsed.ok, parsed.errors
-            tasks.append(asyncio.ensure_future(batcher.predict(loaded, parsed, probabilities=wants)))
-        await asyncio.sleep(0.05)  # every task has queued its job
-        batcher.start()
-        try:
-            return list(await asyncio.gather(*tasks))
-        finally:
-            batcher.stop()
-
-    return asyncio.run(main())
 
 
 GOOD = {"hour": 7, "passengers": 2, "fare": 12.5, "payment_type": "card"}
